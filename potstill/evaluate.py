@@ -1,0 +1,107 @@
+"""Evaluation: lm-eval on the shipped tasks plus held-out NLL, for models already in memory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from potstill.io import InputError, read_jsonl, state_dir, write_text_atomic
+from potstill.train import tokenize_chat
+
+REPORTED_METRICS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "exact_match",
+                    "exact_match_stderr")
+
+
+def check_task_dir(task_dir: Path, tasks: list[str]):
+    """Return an lm-eval TaskManager for `task_dir`, refusing task names it does not define."""
+    from lm_eval.tasks import TaskManager
+
+    if not task_dir.is_dir():
+        raise InputError(f"evaluate.task_dir: {task_dir} is not a folder of lm-eval task YAMLs")
+    manager = TaskManager(include_path=str(task_dir), include_defaults=False)
+    unknown = [task for task in tasks if task not in manager.all_tasks]
+    if unknown:
+        raise InputError(f"evaluate.tasks: {unknown} not defined in {task_dir}; "
+                         f"available: {sorted(manager.all_tasks)}")
+    return manager
+
+
+def lm_eval_scores(model, tokenizer, tasks: list[str], manager, limit: int | None,
+                   batch_size: int) -> dict[str, dict[str, float]]:
+    """Return {task: {metric: value}} from lm-eval's Python API for an in-memory model."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device="cpu"
+              if not torch.cuda.is_available() else "cuda")
+    results = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=limit,
+                              log_samples=False, random_seed=0, numpy_random_seed=0,
+                              torch_random_seed=0, fewshot_random_seed=0)
+    scores: dict[str, dict[str, float]] = {}
+    for task in tasks:
+        scores[task] = {
+            name.split(",")[0]: float(value)
+            for name, value in results["results"][task].items()
+            if name.split(",")[0] in REPORTED_METRICS and isinstance(value, int | float)
+            and not math.isnan(value)
+        }
+    return scores
+
+
+def heldout_nll(model, tokenizer, test_file: Path, max_seq_len: int = 512) -> float:
+    """Return mean per-token NLL of the teacher's held-out responses (assistant tokens only)."""
+    total, count = 0.0, 0
+    model.eval()
+    for _, row in read_jsonl(test_file):
+        encoded = tokenize_chat(tokenizer, row["messages"], max_seq_len)
+        ids = torch.tensor([encoded["input_ids"]])
+        labels = torch.tensor(encoded["labels"][1:])
+        with torch.no_grad():
+            logits = model(ids).logits[0, :-1]
+        mask = labels != -100
+        total += float(torch.nn.functional.cross_entropy(logits[mask], labels[mask], reduction="sum"))
+        count += int(mask.sum())
+    if count == 0:
+        raise InputError(f"{test_file}: no held-out responses; raise curate.test_fraction")
+    return total / count
+
+
+def folder_digest(folder: Path) -> str:
+    """Return a content hash of every file in a folder (names and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ScoreCache:
+    """Scores keyed by (model bytes, task files, test split, settings), kept in the state dir.
+
+    The teacher and the untrained student rarely change: a rerun of evaluate after a training
+    change reuses their scores instead of paying for them again.
+    """
+
+    def __init__(self, settings: dict, task_dir: Path, test_file: Path):
+        self.root = state_dir() / "eval-cache"
+        self.context = json.dumps({
+            **settings, "tasks_digest": folder_digest(task_dir),
+            "test_digest": hashlib.sha256(Path(test_file).read_bytes()).hexdigest(),
+        }, sort_keys=True)
+
+    def _path(self, model_dir: Path) -> Path:
+        key = hashlib.sha256((folder_digest(model_dir) + self.context).encode()).hexdigest()
+        return self.root / f"{key}.json"
+
+    def get(self, model_dir: Path) -> dict | None:
+        path = self._path(model_dir)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def put(self, model_dir: Path, scores: dict) -> None:
+        write_text_atomic(self._path(model_dir), json.dumps(scores))

