@@ -96,7 +96,11 @@ def main() -> None:
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch_size)
     tm = TaskManager(include_path=TASK_DIR, include_defaults=False)
     out = lm_eval.simple_evaluate(
-        model=lm, tasks=args.tasks, task_manager=tm, limit=args.limit, log_samples=True
+        model=lm,
+        tasks=args.tasks,
+        task_manager=tm,
+        limit=args.limit,
+        log_samples=True,
     )
     elapsed = time.perf_counter() - t0
 

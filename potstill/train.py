@@ -74,20 +74,28 @@ def align_api_logprobs(
     return ids, logprobs
 
 
-def load_api_soft_targets(tokenizer, logprobs_file: Path, k: int) -> tuple[dict[str, dict], dict]:
-    """Return ({row id: {kd_ids, kd_logprobs}}, alignment stats) from generate's logprobs sidecar."""
+def load_api_soft_targets(tokenizer, generated: Path, k: int) -> tuple[dict[str, dict], dict]:
+    """Return ({row id: {kd_ids, kd_logprobs}}, alignment stats) from generate's outputs.
+
+    Each response text (responses.jsonl) is re-tokenised with the student's tokenizer and must
+    give back, token for token, what the endpoint reported (logprobs.jsonl); rows that do not
+    are counted and trained on their text alone.
+    """
+    responses = {row["id"]: row["messages"][-1]["content"]
+                 for _, row in read_jsonl(generated / "responses.jsonl")}
     index = token_string_index(tokenizer)
     targets: dict[str, dict] = {}
-    stats = defaultdict(int)
-    for _, row in read_jsonl(logprobs_file):
-        response = "".join(item["token"] for item in row["tokens"])
-        aligned = align_api_logprobs(tokenizer, response, row["tokens"], index, k)
+    stats = {"rows_aligned": 0, "rows_misaligned": 0}
+    for _, row in read_jsonl(generated / "logprobs.jsonl"):
+        if row["id"] not in responses:
+            continue
+        aligned = align_api_logprobs(tokenizer, responses[row["id"]], row["tokens"], index, k)
         if aligned is None:
             stats["rows_misaligned"] += 1
             continue
         stats["rows_aligned"] += 1
         targets[row["id"]] = {"kd_ids": aligned[0], "kd_logprobs": aligned[1]}
-    return targets, dict(stats)
+    return targets, stats
 
 
 def build_dataset(tokenizer, split_files: dict[str, Path], soft_targets: dict[str, dict],

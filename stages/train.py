@@ -49,7 +49,7 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
             raise InputError("kd.source is 'api' but generate stored no logprobs (teacher.logprobs: 0); "
                              "set teacher.logprobs > 0 or kd.source: none")
         capture_temperature = manifest["endpoint"]["logprob_temperature"]
-        soft_targets, align_stats = load_api_soft_targets(tokenizer, generated / "logprobs.jsonl", k)
+        soft_targets, align_stats = load_api_soft_targets(tokenizer, generated, k)
         if not soft_targets:
             raise InputError(
                 f"{generated / 'logprobs.jsonl'}: no response's logprobs line up with the student's "

@@ -371,7 +371,7 @@ def _gen_items() -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]
     items: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
 
     def seq(xs: list) -> str:
-        return ", ".join(str(x) for x in xs)
+        return ", ".join(str(x) for x in xs) + ","
 
     shots_starts = [2, 11, 30]
     items["count"] = (
@@ -427,10 +427,11 @@ def _gen_items() -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]
 
 def gen_prompt(instruction: str, shots: list[tuple[str, str]], query: str) -> str:
     lines = [instruction, ""]
-    # "->" (or "=") then the answer, one example a line: the model learns to stop at the newline.
-    # (A bare trailing comma, "Monday, Tuesday,", invites it to go on listing the sequence.)
-    lines += [f"{q} {a}" if q.endswith("=") else f"{q} -> {a}" for q, a in shots]
-    lines.append(query if query.endswith("=") else f"{query} ->")
+    # Sequences are continued as lists ("Monday, Tuesday," -> " Wednesday"): the model tends to
+    # go on listing, so the task stops generation at a comma as well as at a newline (no answer
+    # contains either). Arithmetic ends in "=", transforms in "->".
+    lines += [f"{q} {a}" if q.endswith(("=", ",")) else f"{q} -> {a}" for q, a in shots]
+    lines.append(query if query.endswith(("=", ",")) else f"{query} ->")
     return "\n".join(lines)
 
 

@@ -1,0 +1,68 @@
+"""The real embedded teacher: llama.cpp server start/stop, and the temperature of its logprobs."""
+
+import socket
+import urllib.parse
+
+import pytest
+import torch
+
+from potstill.models import load_gguf_teacher
+from potstill.server import llama_cpp_server
+from potstill.teacher import Sampling, ask, make_client
+from potstill.train import tokenize_chat
+
+MESSAGES = [{"role": "user", "content": "Name a fruit that is yellow."}]
+
+
+def port_open(base_url: str) -> bool:
+    parts = urllib.parse.urlparse(base_url)
+    with socket.socket() as sock:
+        return sock.connect_ex((parts.hostname, parts.port)) == 0
+
+
+@pytest.fixture(scope="module")
+def served(teacher_gguf):
+    """One short answer (with top-5 logprobs) from the real server, sampled at T=0.7."""
+    sampling = Sampling(model="teacher", temperature=0.7, top_p=1.0, max_tokens=12, logprobs=5, seed=3)
+    with llama_cpp_server(teacher_gguf, "teacher") as base_url:
+        client = make_client(base_url, None, timeout_s=120)
+        record = ask(client, MESSAGES, sampling)
+    return base_url, record
+
+
+def test_server_answers_then_stops(served):
+    base_url, record = served
+    assert record["content"].strip()
+    assert record["usage"]["completion_tokens"] >= 1
+    assert len(record["logprobs"]) == record["usage"]["completion_tokens"]
+    assert all(len(item["top"]) == 5 for item in record["logprobs"])
+    assert not port_open(base_url)
+
+
+def test_server_is_stopped_when_the_stage_fails(teacher_gguf):
+    with pytest.raises(RuntimeError, match="boom"), llama_cpp_server(teacher_gguf, "teacher") as base_url:
+        assert port_open(base_url)
+        raise RuntimeError("boom")
+    assert not port_open(base_url)
+
+
+def test_llama_cpp_logprobs_are_at_temperature_one(served, teacher_gguf):
+    """Sampling at T=0.7, llama.cpp still reports log-softmax of the raw logits (T=1).
+
+    generate records this as the 'logprob temperature' in its manifest; train re-tempers from it.
+    """
+    _, record = served
+    model, tokenizer = load_gguf_teacher(teacher_gguf)
+    messages = MESSAGES + [{"role": "assistant", "content": record["content"]}]
+    encoded = tokenize_chat(tokenizer, messages, 512)
+    start = encoded["response_start"]
+    reported = torch.tensor([item["logprob"] for item in record["logprobs"]])
+    ids = torch.tensor([encoded["input_ids"]])
+    with torch.no_grad():
+        logits = model(ids).logits[0, start - 1:start - 1 + len(reported)]
+    targets = torch.tensor(encoded["input_ids"][start:start + len(reported)])
+    at = {t: torch.log_softmax(logits / t, -1).gather(-1, targets[:, None]).squeeze(-1) for t in (1.0, 0.7)}
+    error_t1 = (at[1.0] - reported).abs().mean()
+    error_t07 = (at[0.7] - reported).abs().mean()
+    assert error_t1 < 0.25, (error_t1, reported, at[1.0])
+    assert error_t1 < error_t07

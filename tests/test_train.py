@@ -1,0 +1,157 @@
+"""Training data: assistant-only labels, API logprobs lined up with token ids, and a real
+few-step DistillTrainer run on a tiny model built from config with the shipped tokenizer."""
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from potstill.kd import MISSING_LOGPROB
+from potstill.train import DistillCollator, align_api_logprobs, token_string_index, tokenize_chat
+
+MESSAGES = [{"role": "user", "content": "What colour is the sky?"},
+            {"role": "assistant", "content": "The sky is blue on a clear day."}]
+
+
+@pytest.fixture(scope="module")
+def index(tokenizer):
+    return token_string_index(tokenizer)
+
+
+def test_only_assistant_tokens_and_end_of_turn_are_labelled(tokenizer):
+    encoded = tokenize_chat(tokenizer, MESSAGES, max_seq_len=256)
+    start = encoded["response_start"]
+    assert all(label == -100 for label in encoded["labels"][:start])
+    labelled = [t for t in encoded["labels"] if t != -100]
+    assert tokenizer.decode(labelled[:-1]) == MESSAGES[1]["content"]
+    assert labelled[-1] == tokenizer.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert "<|im_start|>assistant" in tokenizer.decode(encoded["input_ids"][:start])
+    assert len(tokenize_chat(tokenizer, MESSAGES, max_seq_len=10)["input_ids"]) == 10
+
+
+def api_tokens(tokenizer, text, k=3):
+    """What an endpoint sharing the tokenizer reports: token strings with top-k alternatives."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return [{"token": tokenizer.decode([i]), "logprob": -0.1,
+             "top": [[tokenizer.decode([i]), -0.1], [" banana", -2.5], ["\ufffd", -3.0]][:k]}
+            for i in ids], ids
+
+
+def test_api_logprobs_map_back_to_the_same_ids(tokenizer, index):
+    tokens, ids = api_tokens(tokenizer, MESSAGES[1]["content"])
+    aligned = align_api_logprobs(tokenizer, MESSAGES[1]["content"], tokens, index, k=3)
+    assert aligned is not None
+    kd_ids, kd_lps = aligned
+    assert [row[0] for row in kd_ids] == ids
+    assert kd_ids[0][1] == tokenizer.convert_tokens_to_ids("Ġbanana")
+    # The replacement character decodes from many byte tokens: ambiguous, so left out.
+    assert kd_lps[0][2] == MISSING_LOGPROB and "\ufffd" not in index
+
+
+def test_logprobs_from_another_tokenizer_are_refused(tokenizer, index):
+    tokens, _ = api_tokens(tokenizer, "The sky is blue.")
+    tokens[1]["token"] = " skyy"  # a teacher whose tokens differ from the student's
+    assert align_api_logprobs(tokenizer, "The sky is blue.", tokens, index, k=3) is None
+    assert align_api_logprobs(tokenizer, "The sky is blue.", tokens[:-1], index, k=3) is None
+
+
+def test_collator_lays_soft_targets_on_response_positions(tokenizer):
+    encoded = tokenize_chat(tokenizer, MESSAGES, 256)
+    n = len(encoded["input_ids"]) - encoded["response_start"] - 1
+    row = {**encoded, "kd_ids": [[5, 6]] * n, "kd_logprobs": [[-0.1, -2.0]] * n}
+    short = {**tokenize_chat(tokenizer, [MESSAGES[0], {"role": "assistant", "content": "Blue."}], 256),
+             "kd_ids": [], "kd_logprobs": []}
+    batch = DistillCollator(tokenizer.pad_token_id, k=2)([row, short])
+    start = encoded["response_start"]
+    assert batch["kd_mask"][0].nonzero().squeeze(-1).tolist() == list(range(start, start + n))
+    assert not batch["kd_mask"][1].any()
+    assert batch["attention_mask"][1].sum() == len(short["input_ids"])
+    assert (batch["labels"][1][len(short["input_ids"]):] == -100).all()
+
+
+def write_split(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tokenizer, tiny_model_dir):
+    """A curated/generated pair of folders with API logprobs, as the data stages write them."""
+    root = tmp_path_factory.mktemp("train")
+    curated, generated = root / "curated", root / "generated"
+    curated.mkdir()
+    generated.mkdir()
+    replies = ["The sky is blue.", "Two plus two is four.", "Paris is in France.", "Water boils at 100 C."]
+    rows, logprobs = [], []
+    for i, reply in enumerate(replies):
+        rows.append({"id": f"r{i}", "domain": "d", "messages": [
+            {"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": reply}]})
+        logprobs.append({"id": f"r{i}", "tokens": api_tokens(tokenizer, reply)[0]})
+    write_split(curated / "train.jsonl", rows[:3])
+    write_split(curated / "val.jsonl", rows[3:])
+    write_split(generated / "logprobs.jsonl", logprobs)
+    write_split(generated / "responses.jsonl", rows)
+    (generated / "manifest.json").write_text(json.dumps(
+        {"logprobs_k": 3, "endpoint": {"logprob_temperature": 1.0}}))
+    return root
+
+
+def tiny_params(root, **train):
+    import yaml
+
+    params = yaml.safe_load(open("params.yaml"))
+    params["teacher"]["logprobs"] = 3
+    params["train"].update({"max_steps": 6, "batch_size": 2, "grad_accum": 1, "logging_steps": 1,
+                            "warmup_steps": 0, "max_seq_len": 64, "learning_rate": 5e-3, **train})
+    params["lora"].update({"r": 4, "alpha": 8})
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_train_cli_fits_an_adapter_and_logs_ce_and_kd_apart(tiny_run, tiny_model_dir):
+    from stages.train import app
+
+    params = tiny_params(tiny_run)
+    result = CliRunner().invoke(app, [
+        "--params", str(params), "--student", str(tiny_model_dir), "--curated", str(tiny_run / "curated"),
+        "--generated", str(tiny_run / "generated"), "--out", str(tiny_run / "adapter"),
+        "--live", str(tiny_run / "live")])
+    assert result.exit_code == 0, result.output
+    assert (tiny_run / "adapter" / "adapter_model.safetensors").exists()
+    metrics = json.loads((tiny_run / "live" / "metrics.json").read_text())
+    assert math.isfinite(metrics["kd_loss"]) and math.isfinite(metrics["ce_loss"])
+    assert metrics["final/rows_aligned"] == 4
+    ce_curve = (tiny_run / "live" / "plots" / "metrics" / "ce_loss.tsv").read_text().splitlines()
+    first, last = float(ce_curve[1].split("\t")[-1]), float(ce_curve[-1].split("\t")[-1])
+    assert last < first  # 6 steps at a high rate on 3 rows: the student must learn something
+
+
+def test_train_refuses_when_no_logprobs_line_up(tiny_run, tiny_model_dir, tmp_path):
+    import shutil
+
+    from stages.train import app
+
+    generated = tmp_path / "generated"
+    shutil.copytree(tiny_run / "generated", generated)
+    rows = [json.loads(line) for line in (generated / "logprobs.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["tokens"][0]["token"] = "@@"  # as if another tokenizer had produced them
+    write_split(generated / "logprobs.jsonl", rows)
+    result = CliRunner().invoke(app, [
+        "--params", str(tiny_params(tiny_run)), "--student", str(tiny_model_dir),
+        "--curated", str(tiny_run / "curated"), "--generated", str(generated),
+        "--out", str(tmp_path / "adapter"), "--live", str(tmp_path / "live")])
+    assert result.exit_code == 2
+    assert "line up with the student's tokenizer" in result.output
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_tiny_model_shares_the_shipped_vocabulary(tokenizer, tiny_model_dir):
+    from potstill.models import load_checked
+
+    model = load_checked(tiny_model_dir)
+    assert model.config.vocab_size == len(tokenizer) == 49152
+    with torch.no_grad():
+        assert model(torch.tensor([[1, 2, 3]])).logits.shape == (1, 3, 49152)
