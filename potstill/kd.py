@@ -25,7 +25,8 @@ def teacher_distribution(
 
     Log-probs captured at temperature Tc are logits/Tc up to a constant, so re-tempering to T
     scales them by Tc/T before normalising. With tail="bucket" the mass outside the top-k becomes
-    one extra class (exact at T = Tc; at other T it is tempered as if it were a single token).
+    one extra class, tempered like a single token; `student_distribution` builds the student's
+    side the same way, so both are compared on the same k+1 classes.
     """
     valid = teacher_logprobs > MISSING_LOGPROB / 2
     scaled = torch.where(valid, teacher_logprobs * (capture_temperature / temperature),
@@ -41,15 +42,19 @@ def student_distribution(
     student_logits: torch.Tensor, teacher_ids: torch.Tensor, valid: torch.Tensor,
     temperature: float, tail: str,
 ) -> torch.Tensor:
-    """Return student log-probs at `temperature` on the teacher's top-k ids (+ tail bucket)."""
-    full = torch.log_softmax(student_logits.float() / temperature, dim=-1)
+    """Return student log-probs at `temperature` on the teacher's top-k ids (+ tail bucket).
+
+    The student goes through the same transform as the teacher: its T=1 probabilities on the
+    k ids plus the rest as one bucket, then tempered. Both sides are then k+1 classes built the
+    same way, so the KL is zero exactly when the student matches the teacher on them.
+    """
+    full = torch.log_softmax(student_logits.float(), dim=-1)
     on_topk = full.gather(-1, teacher_ids)
     on_topk = torch.where(valid, on_topk, torch.full_like(on_topk, float("-inf")))
     if tail == "renorm":
-        return torch.log_softmax(on_topk, dim=-1)
-    kept_mass = on_topk.exp().sum(-1)
-    tail_logprob = torch.log1p(-kept_mass.clamp(max=1 - 1e-6))
-    return torch.cat([on_topk, tail_logprob.unsqueeze(-1)], dim=-1)
+        return torch.log_softmax(on_topk / temperature, dim=-1)
+    tail_logprob = torch.log1p(-on_topk.exp().sum(-1).clamp(max=1 - 1e-6))
+    return torch.log_softmax(torch.cat([on_topk, tail_logprob.unsqueeze(-1)], dim=-1) / temperature, dim=-1)
 
 
 def kl_per_token(teacher_log: torch.Tensor, student_log: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,7 @@ class StudentParams(_Section):
 
 class GenerateParams(_Section):
     n_examples: int = Field(ge=0)
+    system_prompt: str | None = None
     concurrency: int = Field(ge=1, le=256)
     seed: int = 0
 
@@ -70,7 +71,9 @@ class CurateParams(_Section):
 
 
 class KDParams(_Section):
-    source: Literal["api", "none"]
+    source: Literal["local", "api", "none"]
+    top_k: int = Field(ge=1, le=1024)
+    score_batch_size: int = Field(ge=1)
     alpha: float = Field(ge=0.0, le=1.0)
     temperature: float = Field(gt=0.0, le=20.0)
     tail: Literal["bucket", "renorm"]

@@ -69,9 +69,10 @@ def balanced_subset(rows: list[dict], limit: int) -> list[dict]:
     return picked
 
 
-def build_messages(row: dict) -> list[dict]:
-    """Return the chat messages for a prompt row (optional system message, then the user)."""
-    messages = [{"role": "system", "content": row["system"]}] if row.get("system") else []
+def build_messages(row: dict, default_system: str | None = None) -> list[dict]:
+    """Return the chat messages for a prompt row: its system message (or the default), then the user."""
+    system = row.get("system") or default_system
+    messages = [{"role": "system", "content": system}] if system else []
     return messages + [{"role": "user", "content": row["prompt"]}]
 
 
@@ -178,6 +179,7 @@ def generate(
     cache: ResponseCache,
     concurrency: int = 1,
     progress: bool = True,
+    default_system: str | None = None,
 ) -> tuple[list[dict], dict]:
     """Answer every prompt, from the cache where possible; returns (records in prompt order, stats).
 
@@ -186,7 +188,7 @@ def generate(
     """
     from tqdm.auto import tqdm
 
-    keyed = [(row, build_messages(row)) for row in prompts]
+    keyed = [(row, build_messages(row, default_system)) for row in prompts]
     keys = [request_key(messages, sampling) for _, messages in keyed]
     records: list[dict | None] = [cache.get(key) for key in keys]
     missing = [i for i, record in enumerate(records) if record is None]

@@ -51,7 +51,7 @@ def run_generate(params_path: Path, prompts_path: Path, out_dir: Path, progress:
         client = make_client(base_url, teacher.api_key_env, teacher.timeout_s)
         results, stats = generate(
             prompts, lambda messages: ask(client, messages, sampling), sampling, cache,
-            concurrency=gen.concurrency, progress=progress,
+            concurrency=gen.concurrency, progress=progress, default_system=gen.system_prompt,
         )
 
     responses, logprobs = [], []

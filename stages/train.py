@@ -1,7 +1,8 @@
 """Train: LoRA on the student with the HF Trainer; loss = CE on teacher tokens + KD on soft targets.
 
     python stages/train.py --params params.yaml --student models/student-base \
-        --curated data/curated --generated data/generated --out models/adapter
+        --curated data/curated --generated data/generated --soft-targets data/soft-targets \
+        --out models/adapter
 
 Multi-GPU: `accelerate launch stages/train.py ...` runs the same code under DDP/FSDP/DeepSpeed.
 Loss curves and the CE and KD terms (logged apart, so a mis-scaled KD term shows) go to
@@ -20,6 +21,7 @@ import typer
 from potstill.cli import friendly_errors
 from potstill.io import InputError, atomic_dir
 from potstill.params import load_params
+from potstill.score import load_soft_targets
 from potstill.train import (
     DistillCollator,
     DistillTrainer,
@@ -30,9 +32,9 @@ from potstill.train import (
 
 
 def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Path,
-              out_dir: Path, live_dir: Path) -> dict:
+              soft_targets_dir: Path, out_dir: Path, live_dir: Path) -> dict:
     """Fit a LoRA adapter on the curated rows; save it to out_dir and return the final metrics."""
-    params = load_params(params_path, "teacher", "kd", "train", "lora")
+    params = load_params(params_path, "kd", "train", "lora")
     kd, train, lora = params["kd"], params["train"], params["lora"]
     from dvclive import Live
     from peft import LoraConfig, get_peft_model
@@ -41,13 +43,17 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
 
     torch.manual_seed(train.seed)
     tokenizer = AutoTokenizer.from_pretrained(student_dir)
-    k = params["teacher"].logprobs
-    soft_targets, align_stats, capture_temperature = {}, {}, 1.0
-    if kd.source == "api":
+    soft_targets, align_stats, capture_temperature, k = {}, {}, 1.0, 1
+    if kd.source == "local":
+        k = kd.top_k
+        soft_targets, manifest = load_soft_targets(soft_targets_dir, tokenizer, k)
+        capture_temperature = manifest["logprob_temperature"]
+    elif kd.source == "api":
         manifest = read_manifest(generated / "manifest.json")
         if manifest["logprobs_k"] == 0:
             raise InputError("kd.source is 'api' but generate stored no logprobs (teacher.logprobs: 0); "
-                             "set teacher.logprobs > 0 or kd.source: none")
+                             "set teacher.logprobs > 0 or use kd.source: local / none")
+        k = min(kd.top_k, manifest["logprobs_k"])
         capture_temperature = manifest["endpoint"]["logprob_temperature"]
         soft_targets, align_stats = load_api_soft_targets(tokenizer, generated, k)
         if not soft_targets:
@@ -56,7 +62,7 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
                 "tokenizer; the teacher must share it for kd.source: api (use kd.source: none)"
             )
     splits = {name: curated / f"{name}.jsonl" for name in ("train", "val")}
-    data = build_dataset(tokenizer, splits, soft_targets, max(k, 1), train.max_seq_len)
+    data = build_dataset(tokenizer, splits, soft_targets, k, train.max_seq_len)
     if "train" not in data:
         raise InputError(f"{splits['train']}: no training rows; check the curate report")
 
@@ -80,7 +86,7 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
         trainer = DistillTrainer(
             model=model, args=args, train_dataset=data["train"],
             eval_dataset=data["val"] if has_val else None,
-            data_collator=DistillCollator(tokenizer.pad_token_id, max(k, 1)),
+            data_collator=DistillCollator(tokenizer.pad_token_id, k),
             callbacks=[DVCLiveCallback(live=live)],
             kd_alpha=kd.alpha if kd.source != "none" else 0.0, kd_temperature=kd.temperature,
             capture_temperature=capture_temperature, kd_tail=kd.tail,
@@ -109,11 +115,12 @@ def main(
     student: Annotated[Path, typer.Option(help="student checkpoint")] = Path("models/student-base"),
     curated: Annotated[Path, typer.Option(help="curate stage output")] = Path("data/curated"),
     generated: Annotated[Path, typer.Option(help="generate stage output")] = Path("data/generated"),
+    soft_targets: Annotated[Path, typer.Option(help="score stage output")] = Path("data/soft-targets"),
     out: Annotated[Path, typer.Option(help="adapter output folder")] = Path("models/adapter"),
     live: Annotated[Path, typer.Option(help="DVCLive folder")] = Path("metrics/train"),
 ) -> None:
     """Distil the teacher into a LoRA adapter on the student."""
-    typer.echo(f"train: {run_train(params, student, curated, generated, out, live)}")
+    typer.echo(f"train: {run_train(params, student, curated, generated, soft_targets, out, live)}")
 
 
 if __name__ == "__main__":

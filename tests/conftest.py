@@ -25,12 +25,13 @@ VENV_BIN = Path(sys.executable).parent
 
 # A pipeline small enough for 2 CPU cores: a 2-layer student, a dozen prompts, short answers.
 TINY_PARAMS = {
-    "teacher": {"max_tokens": 24, "logprobs": 4},
+    "teacher": {"max_tokens": 32},
     "student": {"keep_layers": [0, 29]},
     "generate": {"n_examples": 14},
     "curate": {"val_fraction": 0.15, "test_fraction": 0.2, "drop_truncated": False},
     "train": {"max_steps": 4, "batch_size": 2, "grad_accum": 1, "max_seq_len": 96,
               "warmup_steps": 0, "logging_steps": 1},
+    "kd": {"top_k": 8, "score_batch_size": 4},
     "lora": {"r": 4, "alpha": 8},
     "evaluate": {"limit": 4, "batch_size": 4},
 }

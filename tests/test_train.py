@@ -102,6 +102,7 @@ def tiny_params(root, **train):
 
     params = yaml.safe_load(open("params.yaml"))
     params["teacher"]["logprobs"] = 3
+    params["kd"].update({"source": "api", "top_k": 3})
     params["train"].update({"max_steps": 6, "batch_size": 2, "grad_accum": 1, "logging_steps": 1,
                             "warmup_steps": 0, "max_seq_len": 64, "learning_rate": 5e-3, **train})
     params["lora"].update({"r": 4, "alpha": 8})
@@ -116,7 +117,8 @@ def test_train_cli_fits_an_adapter_and_logs_ce_and_kd_apart(tiny_run, tiny_model
     params = tiny_params(tiny_run)
     result = CliRunner().invoke(app, [
         "--params", str(params), "--student", str(tiny_model_dir), "--curated", str(tiny_run / "curated"),
-        "--generated", str(tiny_run / "generated"), "--out", str(tiny_run / "adapter"),
+        "--generated", str(tiny_run / "generated"), "--soft-targets", str(tiny_run / "none"),
+        "--out", str(tiny_run / "adapter"),
         "--live", str(tiny_run / "live")])
     assert result.exit_code == 0, result.output
     assert (tiny_run / "adapter" / "adapter_model.safetensors").exists()

@@ -1,0 +1,59 @@
+"""Score: the teacher's top-k soft targets for every curated training/validation response.
+
+    python stages/score.py --params params.yaml --teacher models/teacher --curated data/curated --out data/soft-targets
+
+With `kd.source: local` the teacher checkpoint runs once over the curated rows (exact token ids,
+any k); with `api` or `none` the stage writes an empty set and train takes its targets elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from potstill.cli import friendly_errors
+from potstill.io import read_jsonl
+from potstill.models import load_checked
+from potstill.params import load_params
+from potstill.score import save_soft_targets, score_rows, tokenizer_fingerprint
+
+
+def run_score(params_path: Path, teacher_dir: Path, curated: Path, out_dir: Path) -> dict:
+    """Score the curated train/val rows with the teacher; write the sidecar; return its size."""
+    params = load_params(params_path, "kd", "train")
+    kd, train = params["kd"], params["train"]
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    targets = {}
+    if kd.source == "local":
+        rows = [row for split in ("train", "val") for _, row in read_jsonl(curated / f"{split}.jsonl")]
+        targets = score_rows(load_checked(teacher_dir), tokenizer, rows, kd.top_k, train.max_seq_len,
+                             kd.score_batch_size)
+    manifest = {"source": kd.source, "k": kd.top_k, "logprob_temperature": 1.0,
+                "tokenizer": tokenizer_fingerprint(tokenizer), "vocab_size": len(tokenizer)}
+    save_soft_targets(out_dir, targets, manifest)
+    return {"rows": len(targets), "tokens": sum(int(ids.shape[0]) for ids, _ in targets.values())}
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+@friendly_errors
+def main(
+    params: Annotated[Path, typer.Option(help="params.yaml to read")] = Path("params.yaml"),
+    teacher: Annotated[Path, typer.Option(help="teacher checkpoint")] = Path("models/teacher"),
+    curated: Annotated[Path, typer.Option(help="curate stage output")] = Path("data/curated"),
+    out: Annotated[Path, typer.Option(help="soft-target folder")] = Path("data/soft-targets"),
+) -> None:
+    """Compute the teacher's top-k soft targets."""
+    typer.echo(f"score: {run_score(params, teacher, curated, out)}")
+
+
+if __name__ == "__main__":
+    app()

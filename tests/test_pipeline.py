@@ -1,0 +1,91 @@
+"""End to end: the real pipeline on the tiny configuration (one shared `dvc repro`, see conftest)."""
+
+import json
+
+import pytest
+import yaml
+from conftest import override_params, run
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["prepare", "generate", "curate", "score", "train", "merge", "quantize", "evaluate"]
+
+
+def ran_stages(output: str) -> list[str]:
+    """Return the stages `dvc repro` / `dvc exp run` actually ran, from its log."""
+    return [stage for stage in STAGES if f"Running stage '{stage}'" in output]
+
+
+def test_every_stage_writes_its_outputs(pipeline):
+    for path in ("models/teacher/model.safetensors", "models/student-base/potstill_layer_map.json",
+                 "data/generated/responses.jsonl", "data/curated/train.jsonl",
+                 "data/soft-targets/soft_targets.safetensors", "models/adapter/adapter_config.json",
+                 "models/merged/model.safetensors", "models/quantized/potstill_quantization.json",
+                 "metrics/eval.json", "metrics/train/metrics.json", "data/curated/report.md"):
+        assert (pipeline / path).exists(), path
+    layer_map = json.loads((pipeline / "models/student-base/potstill_layer_map.json").read_text())
+    assert layer_map == {"0": 0, "1": 29}
+    lock = (pipeline / "dvc.lock").read_text()
+    assert "site-packages" not in lock  # the teacher is pinned by package version, not by path
+
+
+def test_metrics_cover_every_model_and_task(pipeline):
+    report = json.loads((pipeline / "metrics/eval.json").read_text())
+    assert set(report) == {"teacher", "student_base", "merged", "quantized"}
+    for name, scores in report.items():
+        assert 0 <= scores["potstill_mc"]["acc"] <= 1, name
+        assert 0 <= scores["potstill_gen"]["exact_match"] <= 1, name
+        assert scores["heldout_nll"] > 0, name
+    # The teacher wrote the held-out answers: it must find them far likelier than a 2-layer cut.
+    assert report["teacher"]["heldout_nll"] < report["student_base"]["heldout_nll"]
+    shown = run(["dvc", "metrics", "show", "--json"], pipeline).stdout
+    assert "heldout_nll" in shown and "kd_loss" in shown
+
+
+def test_second_repro_runs_nothing(pipeline):
+    output = run(["dvc", "repro"], pipeline).stdout
+    assert ran_stages(output) == [], output
+
+
+def test_evaluate_param_reruns_only_evaluate(pipeline):
+    override_params(pipeline / "params.yaml", {"evaluate": {"batch_size": 2}})
+    output = run(["dvc", "repro"], pipeline).stdout
+    assert ran_stages(output) == ["evaluate"], output
+
+
+def test_lora_rank_reruns_train_merge_quantize_evaluate(pipeline):
+    override_params(pipeline / "params.yaml", {"lora": {"r": 2}})
+    output = run(["dvc", "repro"], pipeline).stdout
+    assert ran_stages(output) == ["train", "merge", "quantize", "evaluate"], output
+    run(["git", "add", "-A"], pipeline)
+    run(["git", "commit", "-qm", "lora r=2"], pipeline)
+
+
+def test_experiment_run_and_show(pipeline):
+    run(["dvc", "exp", "run", "-n", "rank8", "-S", "lora.r=8"], pipeline, timeout=1200)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], pipeline).stdout)
+    flat = json.dumps(shown)
+    assert "rank8" in flat
+    ranks = []
+    for baseline in shown:
+        for entry in [baseline, *(exp for exp in (baseline.get("experiments") or []))]:
+            for revision in entry.get("revs", [entry]) if isinstance(entry, dict) else []:
+                params = (((revision.get("data") or {}).get("params") or {}).get("params.yaml") or {})
+                r = ((params.get("data") or {}).get("lora") or {}).get("r")
+                if r is not None:
+                    ranks.append(r)
+    assert {2, 8} <= set(ranks), flat[:2000]
+    table = run(["dvc", "exp", "show", "--md", "--no-pager"], pipeline).stdout
+    assert "rank8" in table and "heldout_nll" in table
+
+
+def test_bad_params_stop_a_stage_before_it_touches_outputs(pipeline):
+    before = (pipeline / "models/adapter/adapter_config.json").read_bytes()
+    params = yaml.safe_load((pipeline / "params.yaml").read_text())
+    params["lora"]["r"] = 0
+    (pipeline / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run(["python", "stages/train.py"], pipeline, check=False)
+    assert proc.returncode == 2
+    assert "lora.r: Input should be greater than or equal to 1 (got 0)" in proc.stderr
+    assert (pipeline / "models/adapter/adapter_config.json").read_bytes() == before
+    run(["git", "checkout", "params.yaml"], pipeline)
