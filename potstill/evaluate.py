@@ -9,25 +9,11 @@ from pathlib import Path
 
 import torch
 
-from potstill.io import InputError, read_jsonl, state_dir, write_text_atomic
+from potstill.io import InputError, folder_digest, read_jsonl, state_dir, write_text_atomic
 from potstill.train import tokenize_chat
 
 REPORTED_METRICS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "exact_match",
                     "exact_match_stderr")
-
-
-def check_task_dir(task_dir: Path, tasks: list[str]):
-    """Return an lm-eval TaskManager for `task_dir`, refusing task names it does not define."""
-    from lm_eval.tasks import TaskManager
-
-    if not task_dir.is_dir():
-        raise InputError(f"evaluate.task_dir: {task_dir} is not a folder of lm-eval task YAMLs")
-    manager = TaskManager(include_path=str(task_dir), include_defaults=False)
-    unknown = [task for task in tasks if task not in manager.all_tasks]
-    if unknown:
-        raise InputError(f"evaluate.tasks: {unknown} not defined in {task_dir}; "
-                         f"available: {sorted(manager.all_tasks)}")
-    return manager
 
 
 def lm_eval_scores(model, tokenizer, tasks: list[str], manager, limit: int | None,
@@ -68,17 +54,6 @@ def heldout_nll(model, tokenizer, test_file: Path, max_seq_len: int = 512) -> fl
     if count == 0:
         raise InputError(f"{test_file}: no held-out responses; raise curate.test_fraction")
     return total / count
-
-
-def folder_digest(folder: Path) -> str:
-    """Return a content hash of every file in a folder (names and bytes)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode())
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ScoreCache:

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; outputs are read by other users of a shared DVC cache.
+FILE_MODE = 0o666 & ~_current_umask()
 
 
 class InputError(ValueError):
@@ -31,14 +42,19 @@ def state_dir() -> Path:
     return root
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to `path` so readers see the old file or the new one, never a torn one."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator:
+    """Yield a text handle to a temporary sibling that replaces `path` only if the block succeeds.
+
+    Readers see the old file or the new one, never a torn one, whatever the moment of a kill.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(fd, FILE_MODE)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -46,6 +62,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to `path` atomically (see atomic_file)."""
+    with atomic_file(path) as handle:
+        handle.write(text)
 
 
 def write_json(path: str | Path, obj) -> None:
@@ -60,32 +82,50 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     return len(lines)
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line_number, object) for each non-blank line; InputError names file:line on junk."""
-    path = Path(path)
+def scan_jsonl(path: str | Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """Yield (line, object, None) for each good non-blank line and (line, None, problem) for junk.
+
+    Streams one line at a time. Callers decide whether a bad line stops them (read_jsonl) or is
+    skipped and reported (prompts with generate.on_bad_prompt: skip).
+    """
     try:
-        raw = path.read_bytes()
+        handle = Path(path).open("rb")
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"{path}:{number}: not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8"
-            ) from None
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); "
-                "each line must be one JSON object"
-            ) from None
-        if not isinstance(obj, dict):
-            raise InputError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield number, None, f"not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8"
+            except json.JSONDecodeError as exc:
+                yield number, None, (f"not valid JSON ({exc.msg} at column {exc.colno}); "
+                                     "each line must be one JSON object")
+            else:
+                if isinstance(obj, dict):
+                    yield number, obj, None
+                else:
+                    yield number, None, f"expected a JSON object, got {type(obj).__name__}"
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line_number, object) for each non-blank line; InputError names file:line on junk."""
+    for number, obj, problem in scan_jsonl(path):
+        if problem:
+            raise InputError(f"{path}:{number}: {problem}")
         yield number, obj
+
+
+@contextlib.contextmanager
+def jsonl_writer(path: str | Path) -> Iterator[Callable[[dict], None]]:
+    """Yield a function that appends one row to `path`; the file appears only if the block succeeds.
+
+    Rows stream to a temporary sibling (nothing is held in memory), which replaces `path` at the end.
+    """
+    with atomic_file(path) as handle:
+        yield lambda row: handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 @contextlib.contextmanager
@@ -100,6 +140,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     for stale in final.parent.glob(f".{final.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    tmp.chmod(0o777 & ~_current_umask())  # mkdtemp makes it 0700
     try:
         yield tmp
         if final.exists():
@@ -108,3 +149,14 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def folder_digest(folder: str | Path) -> str:
+    """Return a content hash of every file in a folder (names and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -11,6 +11,8 @@ full-vocabulary log-softmax is computed on the masked positions only.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -59,9 +61,32 @@ def student_distribution(
 
 def kl_per_token(teacher_log: torch.Tensor, student_log: torch.Tensor) -> torch.Tensor:
     """Return forward KL(teacher || student) per row, ignoring classes with zero teacher mass."""
-    teacher_p = teacher_log.exp()
-    terms = torch.where(teacher_p > 0, teacher_p * (teacher_log - student_log), torch.zeros_like(teacher_p))
-    return terms.sum(-1)
+    return _kl(teacher_log, student_log)
+
+
+def _kl(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:
+    p = p_log.exp()
+    return torch.where(p > 0, p * (p_log - q_log), torch.zeros_like(p)).sum(-1)
+
+
+def divergence(teacher_log: torch.Tensor, student_log: torch.Tensor, kind: str = "forward_kl",
+               beta: float = 0.5) -> torch.Tensor:
+    """Return the per-row divergence between teacher and student log-distributions.
+
+    forward_kl = KL(teacher || student): mass-covering, the classic Hinton loss.
+    reverse_kl = KL(student || teacher): mode-seeking; the student may ignore unlikely tokens.
+    jsd = generalized Jensen-Shannon with mixture M = beta * teacher + (1 - beta) * student:
+    beta * KL(teacher || M) + (1 - beta) * KL(student || M), bounded, as in GKD.
+    """
+    if kind == "forward_kl":
+        return _kl(teacher_log, student_log)
+    if kind == "reverse_kl":
+        return _kl(student_log, teacher_log)
+    if kind == "jsd":
+        mixture = torch.logsumexp(torch.stack([teacher_log + math.log(beta),
+                                               student_log + math.log(1 - beta)]), dim=0)
+        return beta * _kl(teacher_log, mixture) + (1 - beta) * _kl(student_log, mixture)
+    raise ValueError(f"unknown divergence {kind!r}; use forward_kl, reverse_kl or jsd")
 
 
 def distillation_loss(
@@ -74,6 +99,8 @@ def distillation_loss(
     temperature: float,
     capture_temperature: float = 1.0,
     tail: str = "bucket",
+    loss: str = "forward_kl",
+    jsd_beta: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Return (total loss, CE term, KD term or None) for a batch of causal-LM logits.
 
@@ -92,5 +119,30 @@ def distillation_loss(
     valid = logprobs > MISSING_LOGPROB / 2
     teacher_log = teacher_distribution(logprobs, temperature, capture_temperature, tail)
     student_log = student_distribution(rows_logits, ids, valid, temperature, tail)
-    kd = kl_per_token(teacher_log, student_log).mean() * temperature**2
+    kd = divergence(teacher_log, student_log, loss, jsd_beta).mean() * temperature**2
     return alpha * kd + (1 - alpha) * ce, ce.detach(), kd.detach()
+
+
+def hidden_state_loss(student_layers: list[torch.Tensor], teacher_layers: list[torch.Tensor],
+                      layer_map: dict[int, int], labels: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+    """Return the mean over mapped layers of the hidden-state distance on assistant positions.
+
+    `student_layers[i]` / `teacher_layers[j]` are the outputs of decoder layer i / j (batch, seq,
+    width); `layer_map` is {student layer: the teacher layer it was copied from}. cosine = 1 - cos
+    (DistilBERT; blind to the scale of the residual stream), mse = mean squared error per element.
+    Only positions with a label (assistant tokens) count, like the CE and KD terms.
+    """
+    mask = labels != -100
+    if not bool(mask.any()):
+        return student_layers[0].sum() * 0.0  # keeps the graph connected for DDP's gradient sync
+    terms = []
+    for student_index, teacher_index in sorted(layer_map.items()):
+        student = student_layers[student_index][mask].float()
+        teacher = teacher_layers[teacher_index][mask].float().detach()
+        if kind == "cosine":
+            terms.append((1 - F.cosine_similarity(student, teacher, dim=-1)).mean())
+        elif kind == "mse":
+            terms.append(F.mse_loss(student, teacher))
+        else:
+            raise ValueError(f"unknown hidden loss {kind!r}; use cosine or mse")
+    return torch.stack(terms).mean()

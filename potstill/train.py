@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 from transformers import Trainer
 
-from potstill.io import InputError, read_jsonl
-from potstill.kd import MISSING_LOGPROB, distillation_loss
+from potstill.io import InputError, folder_digest, read_jsonl, state_dir
+from potstill.kd import MISSING_LOGPROB, distillation_loss, hidden_state_loss
 
 
 def tokenize_chat(tokenizer, messages: list[dict], max_seq_len: int) -> dict:
@@ -159,29 +161,108 @@ class DistillCollator:
                 "kd_ids": kd_ids, "kd_logprobs": kd_logprobs, "kd_mask": kd_mask}
 
 
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """Return the decoder layers of a causal LM, looking through a peft wrapper."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.model.layers
+
+
+@contextlib.contextmanager
+def recording_layer_outputs(model):
+    """Yield a list that fills with each decoder layer's output hidden state during a forward pass.
+
+    Not `output_hidden_states=True`: transformers puts the final norm on the last entry of
+    `hidden_states`, so a student layer copied from a middle teacher layer would be compared
+    normed against un-normed. Hooks see the raw output of every layer alike.
+    """
+    outputs: list[torch.Tensor] = []
+
+    def keep(module, args, output):
+        outputs.append(output[0] if isinstance(output, tuple) else output)
+
+    handles = [layer.register_forward_hook(keep) for layer in decoder_layers(model)]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def read_layer_map(student_dir: Path) -> dict[int, int]:
+    """Return {student layer: teacher layer} from the map prepare wrote beside the student."""
+    from potstill.models import LAYER_MAP_FILE
+
+    path = Path(student_dir) / LAYER_MAP_FILE
+    if not path.exists():
+        raise InputError(f"{path}: not found; kd.hidden_weight > 0 needs a student pruned from the teacher "
+                         "by the prepare stage (or set kd.hidden_weight: 0)")
+    return {int(student): int(teacher) for student, teacher in json.loads(path.read_text()).items()}
+
+
+def check_hidden_matching(student, teacher, layer_map: dict[int, int]) -> None:
+    """Raise InputError unless every mapped layer exists and student and teacher widths agree."""
+    n_student, n_teacher = len(decoder_layers(student)), len(decoder_layers(teacher))
+    if sorted(layer_map) != list(range(n_student)) or max(layer_map.values()) >= n_teacher:
+        raise InputError(f"kd.hidden_weight: the layer map {layer_map} does not fit a {n_student}-layer "
+                         f"student and a {n_teacher}-layer teacher; rerun prepare (or set kd.hidden_weight: 0)")
+    widths = (student.config.hidden_size, teacher.config.hidden_size)
+    if widths[0] != widths[1]:
+        raise InputError(f"kd.hidden_weight: student width {widths[0]} differs from the teacher's {widths[1]}; "
+                         "hidden-state matching supports layer-pruned students of equal width only "
+                         "(set kd.hidden_weight: 0)")
+
+
 class DistillTrainer(Trainer):
-    """HF Trainer whose loss mixes CE with KD on stored teacher top-k; logs both terms apart."""
+    """HF Trainer whose loss mixes CE, KD on stored teacher top-k and optional hidden-state matching.
+
+    Each term is logged apart (ce_loss, kd_loss, hidden_loss). With `hidden_weight` > 0 the
+    teacher runs frozen on the same batch; it is kept off the model so it never reaches the
+    optimizer or DDP.
+    """
 
     def __init__(self, *args, kd_alpha: float, kd_temperature: float, capture_temperature: float,
-                 kd_tail: str, **kwargs):
+                 kd_tail: str, kd_loss: str = "forward_kl", jsd_beta: float = 0.5, teacher=None,
+                 layer_map: dict[int, int] | None = None, hidden_weight: float = 0.0,
+                 hidden_loss: str = "cosine", **kwargs):
         super().__init__(*args, **kwargs)
         self.kd_alpha, self.kd_temperature = kd_alpha, kd_temperature
         self.capture_temperature, self.kd_tail = capture_temperature, kd_tail
+        self.kd_loss, self.jsd_beta = kd_loss, jsd_beta
+        self.hidden_weight, self.hidden_loss, self.layer_map = hidden_weight, hidden_loss, layer_map
+        self.teacher = teacher
+        if hidden_weight > 0:
+            if teacher is None or not layer_map:
+                raise ValueError("hidden_weight > 0 needs a teacher and a layer map")
+            teacher.eval().requires_grad_(False)
         self._terms: dict[str, list[float]] = defaultdict(list)
+
+    def _teacher_layers(self, inputs) -> list[torch.Tensor]:
+        self.teacher.to(inputs["input_ids"].device)
+        with torch.no_grad(), recording_layer_outputs(self.teacher) as layers:
+            self.teacher(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        return layers
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         kd_ids, kd_logprobs, kd_mask = inputs.pop("kd_ids"), inputs.pop("kd_logprobs"), inputs.pop("kd_mask")
         labels = inputs.pop("labels")
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        matching = self.hidden_weight > 0
+        unwrapped = self.accelerator.unwrap_model(model)
+        with recording_layer_outputs(unwrapped) if matching else contextlib.nullcontext([]) as student_layers:
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         loss, ce, kd = distillation_loss(
             outputs.logits, labels, kd_ids, kd_logprobs, kd_mask, alpha=self.kd_alpha,
             temperature=self.kd_temperature, capture_temperature=self.capture_temperature,
-            tail=self.kd_tail,
+            tail=self.kd_tail, loss=self.kd_loss, jsd_beta=self.jsd_beta,
         )
         prefix = "" if model.training else "eval_"
         self._terms[f"{prefix}ce_loss"].append(float(ce))
         if kd is not None:
             self._terms[f"{prefix}kd_loss"].append(float(kd))
+        if matching:
+            hidden = hidden_state_loss(student_layers, self._teacher_layers(inputs), self.layer_map,
+                                       labels, self.hidden_loss)
+            loss = loss + self.hidden_weight * hidden
+            self._terms[f"{prefix}hidden_loss"].append(float(hidden.detach()))
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
@@ -193,9 +274,103 @@ class DistillTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
 
+# Below this teacher/student parameter ratio the "teacher" is not clearly stronger: the run
+# is fine-tuning on a peer's outputs, and that peer's mistakes propagate.
+MIN_TEACHER_STUDENT_RATIO = 1.5
+
+
+def parameter_count(model_dir: Path) -> int:
+    """Return the parameter count of the checkpoint in `model_dir` (tied weights once), loading no weights."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    return model.num_parameters()
+
+
+def compatibility_warnings(teacher_parameters: int, student_parameters: int) -> list[str]:
+    """Return warnings about a teacher that is not clearly stronger than its student (empty if it is)."""
+    ratio = teacher_parameters / student_parameters
+    if ratio >= MIN_TEACHER_STUDENT_RATIO:
+        return []
+    return [f"teacher/student parameter ratio is {ratio:.2f} ({teacher_parameters:,} / {student_parameters:,}), "
+            f"below {MIN_TEACHER_STUDENT_RATIO}: this is fine-tuning, not distillation; use a larger teacher "
+            "or keep fewer layers (student.keep_layers)"]
+
+
 def read_manifest(path: Path) -> dict:
     """Return a JSON manifest, naming the file if it is missing."""
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise InputError(f"{path}: manifest not found; rerun the stage that writes it") from None
+
+
+def soft_targets_for(kd, tokenizer, generated: Path, soft_targets_dir: Path) -> tuple[dict, dict, float, int]:
+    """Return (soft targets by row id, alignment stats, capture temperature, k) for kd.source."""
+    from potstill.score import load_soft_targets
+
+    if kd.source == "local":
+        targets, manifest = load_soft_targets(soft_targets_dir, tokenizer, kd.top_k)
+        return targets, {}, manifest["logprob_temperature"], kd.top_k
+    if kd.source == "none":
+        return {}, {}, 1.0, 1
+    manifest = read_manifest(generated / "manifest.json")
+    if manifest["logprobs_k"] == 0:
+        raise InputError("kd.source is 'api' but generate stored no logprobs (teacher.logprobs: 0); "
+                         "set teacher.logprobs > 0 or use kd.source: local / none")
+    k = min(kd.top_k, manifest["logprobs_k"])
+    targets, stats = load_api_soft_targets(tokenizer, generated, k)
+    if not targets:
+        raise InputError(
+            f"{generated / 'logprobs.jsonl'}: no response's logprobs line up with the student's "
+            "tokenizer; the teacher must share it for kd.source: api (use kd.source: none)"
+        )
+    return targets, stats, manifest["endpoint"]["logprob_temperature"], k
+
+
+def checkpoint_dir(settings: dict, inputs: list[Path]) -> Path:
+    """Return the state-dir folder for this run's checkpoints, keyed by its settings and inputs.
+
+    DVC deletes the stage's outputs before a rerun, so checkpoints live outside them; the key
+    makes sure a run with other params or data never resumes from them.
+    """
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in inputs:
+        if path.is_dir():
+            digest.update(folder_digest(path).encode())
+        elif path.is_file():
+            digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode())
+    return state_dir() / "checkpoints" / digest.hexdigest()[:20]
+
+
+def step_aligned_dvclive_callback(live):
+    """Return a DVCLive callback whose x axis is the optimizer step, not the count of log calls."""
+    from transformers.integrations import DVCLiveCallback
+
+    class StepAligned(DVCLiveCallback):
+        def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+            if self.live is not None:
+                self.live.step = state.global_step
+            super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
+    return StepAligned(live=live)
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """Return the newest checkpoint in `folder` that finished writing, removing torn ones.
+
+    The Trainer writes trainer_state.json last; a SIGKILL while it saves leaves a numbered
+    folder without it, which `get_last_checkpoint` would pick and fail to resume from.
+    """
+    if not folder.is_dir():
+        return None
+    complete = []
+    for candidate in folder.glob("checkpoint-*"):
+        if (candidate / "trainer_state.json").is_file():
+            complete.append(candidate)
+        else:
+            shutil.rmtree(candidate, ignore_errors=True)
+    if not complete:
+        return None
+    return str(max(complete, key=lambda path: int(path.name.rsplit("-", 1)[-1])))

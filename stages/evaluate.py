@@ -15,11 +15,12 @@ from typing import Annotated
 import typer
 
 from potstill.cli import friendly_errors
-from potstill.evaluate import ScoreCache, check_task_dir, heldout_nll, lm_eval_scores
+from potstill.evaluate import ScoreCache, heldout_nll, lm_eval_scores
 from potstill.io import write_json
 from potstill.models import load_checked
 from potstill.params import load_params
 from potstill.quantize import load_quantized
+from potstill.tasks import task_manager
 
 
 def run_evaluate(params_path: Path, models: dict[str, Path], test_file: Path) -> dict:
@@ -28,7 +29,7 @@ def run_evaluate(params_path: Path, models: dict[str, Path], test_file: Path) ->
     from transformers import AutoTokenizer
 
     task_dir = Path(ev.task_dir)
-    manager = check_task_dir(task_dir, ev.tasks)
+    manager = task_manager(task_dir, ev.tasks)
     cache = ScoreCache({"tasks": ev.tasks, "limit": ev.limit}, task_dir, test_file)
     report: dict[str, dict] = {}
     for name, folder in models.items():

@@ -4,55 +4,99 @@
 
 With `teacher.base_url: null` the embedded GGUF is served by llama-cpp-python on a free loopback
 port for the duration of the stage. Answers are cached by content in the state directory
-(`$POTSTILL_STATE_DIR`), so reruns and experiments never pay twice.
+(`$POTSTILL_STATE_DIR`), so reruns and experiments never pay twice. Requests are spread over the
+endpoints (`teacher.base_url` may list several), retried with backoff, paced to `teacher.rpm` /
+`teacher.tpm` and stopped before `teacher.max_cost` / `teacher.max_tokens_total` is crossed; the
+ledger (requests, retries, errors by kind, tokens, tokens/s, cost) goes to metrics/generate.json.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from potstill.cli import friendly_errors
+from potstill.dispatch import build_dispatcher
 from potstill.io import state_dir, write_json, write_jsonl
+from potstill.ledger import Ledger, Price
 from potstill.models import find_teacher_gguf
 from potstill.params import load_params
 from potstill.server import llama_cpp_server
-from potstill.teacher import ResponseCache, Sampling, ask, generate, load_prompts, make_client
+from potstill.teacher import PromptLimits, ResponseCache, Sampling, TeacherError, generate, read_prompts
 
 # llama-cpp-python computes logprobs from the raw logits whatever the sampling temperature
 # (tests/test_teacher_server.py checks this against transformers).
 EMBEDDED_LOGPROB_TEMPERATURE = 1.0
+EMBEDDED_CONTEXT_TOKENS = 2048
+
+
+def start_endpoints(teacher, stack: contextlib.ExitStack) -> tuple[list[str], list[str] | None, dict]:
+    """Return (endpoint URLs, their labels for logs and metrics, the manifest's endpoint entry).
+
+    With teacher.base_url null the embedded GGUF is served for as long as `stack` is open.
+    """
+    if teacher.base_url is None:
+        gguf, version = find_teacher_gguf(teacher.gguf_package)
+        url = stack.enter_context(llama_cpp_server(
+            gguf, teacher.model, n_ctx=teacher.context_tokens or EMBEDDED_CONTEXT_TOKENS))
+        # A fixed label: the port is random and would make every metrics file differ.
+        return [url], ["embedded"], {
+            "kind": "embedded-llama.cpp", "package": teacher.gguf_package, "package_version": version,
+            "logprob_temperature": EMBEDDED_LOGPROB_TEMPERATURE}
+    # OpenAI and vLLM (default logprobs mode) report logprobs of the unscaled model.
+    return teacher.endpoints, None, {"kind": "openai-compatible", "logprob_temperature": 1.0}
+
+
+def log(line: str) -> None:
+    """Print a progress or warning line on stderr (stdout keeps the one-line summary)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def report_bad_prompts(bad: list[dict], prompts_path: Path) -> None:
+    """Print each skipped prompt line (the first 20) so that nothing is dropped silently."""
+    for item in bad[:20]:
+        log(f"warning: skipped {prompts_path}:{item['line']}: {item['reason']}")
+    if len(bad) > 20:
+        log(f"warning: ... and {len(bad) - 20} more; all are listed in the metrics")
 
 
 def run_generate(params_path: Path, prompts_path: Path, out_dir: Path, progress: bool = True) -> dict:
     """Answer the prompts with the teacher; write responses, logprobs and a manifest; return stats."""
     params = load_params(params_path, "teacher", "generate")
     teacher, gen = params["teacher"], params["generate"]
-    prompts = load_prompts(prompts_path, limit=gen.n_examples)
     sampling = Sampling(
         model=teacher.model, temperature=teacher.temperature, top_p=teacher.top_p,
         max_tokens=teacher.max_tokens, logprobs=teacher.logprobs, seed=gen.seed,
     )
+    limits = PromptLimits(
+        max_tokens=teacher.max_tokens, max_chars=teacher.max_prompt_chars,
+        context_tokens=teacher.context_tokens, default_system=gen.system_prompt,
+    )
+    prompts, bad = read_prompts(prompts_path, limit=gen.n_examples, on_bad=gen.on_bad_prompt, limits=limits)
+    report_bad_prompts(bad, prompts_path)
     cache = ResponseCache(state_dir() / "teacher-cache")
+    ledger = Ledger(Price.from_param(teacher.price_per_1k_tokens), teacher.max_cost, teacher.max_tokens_total)
 
     with contextlib.ExitStack() as stack:
-        if teacher.base_url is None:
-            gguf, version = find_teacher_gguf(teacher.gguf_package)
-            base_url = stack.enter_context(llama_cpp_server(gguf, teacher.model))
-            endpoint = {"kind": "embedded-llama.cpp", "package": teacher.gguf_package,
-                        "package_version": version, "logprob_temperature": EMBEDDED_LOGPROB_TEMPERATURE}
-        else:
-            base_url = teacher.base_url
-            # OpenAI and vLLM (default logprobs mode) report logprobs of the unscaled model.
-            endpoint = {"kind": "openai-compatible", "logprob_temperature": 1.0}
-        client = make_client(base_url, teacher.api_key_env, teacher.timeout_s)
-        results, stats = generate(
-            prompts, lambda messages: ask(client, messages, sampling), sampling, cache,
-            concurrency=gen.concurrency, progress=progress, default_system=gen.system_prompt,
-        )
+        urls, labels, endpoint = start_endpoints(teacher, stack)
+        dispatcher = build_dispatcher(urls, teacher, sampling, ledger, labels, log=log)
+        slots = len(urls) * teacher.max_concurrency_per_endpoint
+        if gen.concurrency > slots:
+            log(f"note: generate.concurrency {gen.concurrency} > {len(urls)} endpoint(s) x "
+                f"teacher.max_concurrency_per_endpoint {teacher.max_concurrency_per_endpoint}: "
+                f"at most {slots} in flight")
+        try:
+            results, stats = generate(
+                prompts, dispatcher, sampling, cache, concurrency=gen.concurrency, progress=progress,
+                default_system=gen.system_prompt, ledger=ledger, cancel=dispatcher.cancel,
+            )
+        except TeacherError:
+            log(f"teacher ledger of the stopped run: {ledger.summary()}")
+            raise
 
     responses, logprobs = [], []
     for item in results:
@@ -77,6 +121,7 @@ def run_generate(params_path: Path, prompts_path: Path, out_dir: Path, progress:
         "rows": len(responses), "rows_with_logprobs": len(logprobs), "prompts_file": str(prompts_path),
     })
     stats["rows_with_logprobs"] = len(logprobs)
+    stats["bad_prompts"] = {"count": len(bad), "lines": bad}
     return stats
 
 
@@ -94,7 +139,14 @@ def main(
     """Generate teacher responses (and logprobs) for the prompts."""
     stats = run_generate(params, prompts, out)
     write_json(metrics, stats)
-    typer.echo(f"generate: {stats}")
+    ledger = stats["ledger"]
+    errors = ", ".join(f"{kind}: {n}" for kind, n in ledger["errors"].items() if n) or "none"
+    typer.echo(
+        f"generate: {stats['prompts']} prompts, {stats['cached']} cached, {stats['requested']} asked in "
+        f"{ledger['requests']} requests ({ledger['retries']} retries; errors {errors}), "
+        f"{ledger['completion_tokens_per_s']} completion tok/s, cost {ledger['cost']}, "
+        f"{stats['bad_prompts']['count']} bad prompt lines skipped"
+    )
 
 
 if __name__ == "__main__":

@@ -16,11 +16,18 @@ from potstill.models import load_checked, save_model
 
 
 def run_merge(student_dir: Path, adapter_dir: Path, out_dir: Path) -> dict:
-    """Merge adapter into base, check the merged model predicts what base+adapter did, save it."""
+    """Merge adapter into base, check the merged model predicts what base+adapter did, save it.
+
+    With `train.method: full` the train stage wrote whole weights, not an adapter: they are
+    re-saved as they are.
+    """
     from peft import PeftModel
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").exists():
+        save_model(load_checked(adapter_dir), tokenizer, out_dir)
+        return {"max_logit_drift": 0.0, "method": "full"}
     model = PeftModel.from_pretrained(load_checked(student_dir), adapter_dir).eval()
     probe = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Name three primary colours."}],

@@ -1,17 +1,27 @@
-"""Train: LoRA on the student with the HF Trainer; loss = CE on teacher tokens + KD on soft targets.
+"""Train: LoRA (or full) on the student with the HF Trainer; loss = CE on teacher tokens + KD.
 
     python stages/train.py --params params.yaml --student models/student-base \
-        --curated data/curated --generated data/generated --soft-targets data/soft-targets \
-        --out models/adapter
+        --teacher models/teacher --curated data/curated --generated data/generated \
+        --soft-targets data/soft-targets --out models/adapter
 
-Multi-GPU: `accelerate launch stages/train.py ...` runs the same code under DDP/FSDP/DeepSpeed.
+Distributed: `train.launcher: ddp | fsdp | deepspeed` makes this script re-run itself under
+`accelerate launch --config_file configs/accelerate/<config>.yaml` (ddp without a GPU: 2 CPU
+processes over gloo); the same command also works by hand:
+
+    accelerate launch --config_file configs/accelerate/ddp_cpu.yaml stages/train.py --params ...
+
+Only the main process writes the adapter, the DVCLive metrics and removes the checkpoints.
 Loss curves and the CE and KD terms (logged apart, so a mis-scaled KD term shows) go to
-metrics/train through DVCLive.
+metrics/train through DVCLive. Checkpoints go to the state directory, keyed by params and inputs:
+a run killed mid-way resumes from its last one on the next `dvc repro`.
 """
 
 from __future__ import annotations
 
-import tempfile
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -21,87 +31,132 @@ import typer
 from potstill.cli import friendly_errors
 from potstill.io import InputError, atomic_dir
 from potstill.params import load_params
-from potstill.score import load_soft_targets
 from potstill.train import (
     DistillCollator,
     DistillTrainer,
     build_dataset,
-    load_api_soft_targets,
-    read_manifest,
+    check_hidden_matching,
+    checkpoint_dir,
+    compatibility_warnings,
+    last_complete_checkpoint,
+    parameter_count,
+    read_layer_map,
+    soft_targets_for,
+    step_aligned_dvclive_callback,
 )
+
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
+
+
+def accelerate_command(launcher: str, script_args: list[str]) -> list[str]:
+    """Return the `accelerate launch` command that runs this script under `launcher`."""
+    gpus = torch.cuda.device_count()
+    if launcher in ("fsdp", "deepspeed") and gpus == 0:
+        raise InputError(f"train.launcher: {launcher} needs CUDA GPUs and none is visible; "
+                         "use ddp (2 CPU processes) or single")
+    config = {"ddp": "multi_gpu.yaml" if gpus else "ddp_cpu.yaml", "fsdp": "fsdp.yaml",
+              "deepspeed": "deepspeed_zero2.yaml"}[launcher]
+    # The GPU configs leave the process count to the machine: one process per visible GPU.
+    processes = ["--num_processes", str(gpus)] if gpus else []
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIGS / config),
+            *processes, str(Path(__file__).resolve()), *script_args]
 
 
 def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Path,
-              soft_targets_dir: Path, out_dir: Path, live_dir: Path) -> dict:
-    """Fit a LoRA adapter on the curated rows; save it to out_dir and return the final metrics."""
+              soft_targets_dir: Path, out_dir: Path, live_dir: Path, teacher_dir: Path | None = None) -> dict:
+    """Return the final metrics after fitting the student (LoRA adapter or full weights) into out_dir.
+
+    `teacher_dir` (the local teacher checkpoint) is read with kd.source local: its size for the
+    teacher-vs-student check, and its hidden states when kd.hidden_weight > 0.
+    """
     params = load_params(params_path, "kd", "train", "lora")
     kd, train, lora = params["kd"], params["train"], params["lora"]
     from dvclive import Live
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
-    from transformers.integrations import DVCLiveCallback
 
     torch.manual_seed(train.seed)
     tokenizer = AutoTokenizer.from_pretrained(student_dir)
-    soft_targets, align_stats, capture_temperature, k = {}, {}, 1.0, 1
-    if kd.source == "local":
-        k = kd.top_k
-        soft_targets, manifest = load_soft_targets(soft_targets_dir, tokenizer, k)
-        capture_temperature = manifest["logprob_temperature"]
-    elif kd.source == "api":
-        manifest = read_manifest(generated / "manifest.json")
-        if manifest["logprobs_k"] == 0:
-            raise InputError("kd.source is 'api' but generate stored no logprobs (teacher.logprobs: 0); "
-                             "set teacher.logprobs > 0 or use kd.source: local / none")
-        k = min(kd.top_k, manifest["logprobs_k"])
-        capture_temperature = manifest["endpoint"]["logprob_temperature"]
-        soft_targets, align_stats = load_api_soft_targets(tokenizer, generated, k)
-        if not soft_targets:
-            raise InputError(
-                f"{generated / 'logprobs.jsonl'}: no response's logprobs line up with the student's "
-                "tokenizer; the teacher must share it for kd.source: api (use kd.source: none)"
-            )
+    soft_targets, align_stats, capture_temperature, k = soft_targets_for(kd, tokenizer, generated, soft_targets_dir)
     splits = {name: curated / f"{name}.jsonl" for name in ("train", "val")}
-    data = build_dataset(tokenizer, splits, soft_targets, k, train.max_seq_len)
-    if "train" not in data:
-        raise InputError(f"{splits['train']}: no training rows; check the curate report")
 
     model = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-        target_modules=lora.target_modules, task_type="CAUSAL_LM",
-    ))
-    has_val = "val" in data
-    with tempfile.TemporaryDirectory(prefix="potstill-train-") as scratch:
-        args = TrainingArguments(
-            output_dir=scratch, max_steps=train.max_steps, learning_rate=train.learning_rate,
-            per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
-            gradient_accumulation_steps=train.grad_accum, warmup_steps=train.warmup_steps,
-            logging_steps=train.logging_steps, eval_strategy="steps" if has_val else "no",
-            eval_steps=max(train.max_steps // 4, 1), save_strategy="no", report_to=[],
-            remove_unused_columns=False, seed=train.seed, data_seed=train.seed,
-            use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-        )
-        live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
-        trainer = DistillTrainer(
-            model=model, args=args, train_dataset=data["train"],
-            eval_dataset=data["val"] if has_val else None,
-            data_collator=DistillCollator(tokenizer.pad_token_id, k),
-            callbacks=[DVCLiveCallback(live=live)],
-            kd_alpha=kd.alpha if kd.source != "none" else 0.0, kd_temperature=kd.temperature,
-            capture_temperature=capture_temperature, kd_tail=kd.tail,
-        )
-        result = trainer.train()
-        final = {"train_loss": result.training_loss, **align_stats,
-                 "train_rows": len(data["train"]), "val_rows": len(data["val"]) if has_val else 0}
-        if has_val:
-            final.update(trainer.evaluate())
-        live.summary.update({f"final/{key}": value for key, value in final.items()
-                             if isinstance(value, int | float)})
-        live.end()
+    warnings: list[str] = []
+    teacher, layer_map = None, None
+    if kd.source == "local" and teacher_dir is not None and teacher_dir.is_dir():
+        warnings = compatibility_warnings(parameter_count(teacher_dir), model.num_parameters())
+    if kd.hidden_weight > 0:
+        if teacher_dir is None or not teacher_dir.is_dir():
+            raise InputError(f"kd.hidden_weight > 0 runs the teacher during training: pass --teacher with the "
+                             f"teacher checkpoint folder (got {teacher_dir}), or set kd.hidden_weight: 0")
+        from potstill.models import load_checked
+
+        teacher, layer_map = load_checked(teacher_dir), read_layer_map(student_dir)
+        check_hidden_matching(model, teacher, layer_map)
+    if train.method == "lora":
+        model = get_peft_model(model, LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=lora.target_modules, task_type="CAUSAL_LM",
+        ))
+    # An empty split file is no split at all (see build_dataset).
+    has_val = splits["val"].is_file() and splits["val"].stat().st_size > 0
+    checkpoints = checkpoint_dir(
+        {name: section.model_dump() for name, section in params.items()},
+        [student_dir, *splits.values(), soft_targets_dir, generated / "logprobs.jsonl",
+         *([teacher_dir] if teacher is not None else [])],  # hidden matching learns from the teacher's weights
+    )
+    resume = last_complete_checkpoint(checkpoints)
+    if resume:
+        typer.echo(f"train: resuming from {resume}")
+    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    args = TrainingArguments(
+        output_dir=str(checkpoints), max_steps=train.max_steps, learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler, warmup_steps=train.warmup_steps,
+        per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.grad_accum, bf16=use_bf16,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        logging_steps=train.logging_steps, eval_strategy="steps" if has_val else "no",
+        eval_steps=max(train.max_steps // 4, 1), save_strategy="steps", save_steps=train.save_steps,
+        save_total_limit=2, report_to=[], remove_unused_columns=False, seed=train.seed,
+        data_seed=train.seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+    )
+    # Under accelerate launch every process runs this function; only the main one writes outputs.
+    is_main = args.process_index == 0
+    with args.main_process_first(desc="tokenising"):  # the others then reuse its datasets cache
+        data = build_dataset(tokenizer, splits, soft_targets, k, train.max_seq_len)
+    if "train" not in data:
+        raise InputError(f"{splits['train']}: no training rows; check the curate report")
+    for warning in warnings if is_main else []:
+        typer.echo(f"train: warning: {warning}", err=True)
+    live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None, resume=bool(resume)) if is_main else None
+    trainer = DistillTrainer(
+        model=model, args=args, train_dataset=data["train"],
+        eval_dataset=data["val"] if has_val else None,
+        data_collator=DistillCollator(tokenizer.pad_token_id, k),
+        callbacks=[step_aligned_dvclive_callback(live)] if is_main else [],
+        kd_alpha=kd.alpha if kd.source != "none" else 0.0, kd_temperature=kd.temperature,
+        capture_temperature=capture_temperature, kd_tail=kd.tail, kd_loss=kd.loss, jsd_beta=kd.jsd_beta,
+        teacher=teacher, layer_map=layer_map, hidden_weight=kd.hidden_weight, hidden_loss=kd.hidden_loss,
+    )
+    result = trainer.train(resume_from_checkpoint=resume)
+    final = {"train_loss": result.training_loss, "global_step": result.global_step, **align_stats,
+             "train_rows": len(data["train"]), "val_rows": len(data["val"]) if has_val else 0,
+             "resumed_from_step": int(resume.rsplit("-", 1)[-1]) if resume else 0}
+    if has_val:
+        final.update(trainer.evaluate())  # every process: evaluation gathers across them
+    final["warnings"] = warnings
+    # Collective: under FSDP every process hands in its shard; under DDP it is the plain state dict.
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if not is_main:
+        return final
+    live.summary.update({f"final/{key}": value for key, value in final.items() if isinstance(value, int | float)})
+    live.summary["warnings"] = warnings
+    live.end()
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
+    # The output is safe: the checkpoints have done their job.
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return final
 
 
@@ -113,6 +168,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 def main(
     params: Annotated[Path, typer.Option(help="params.yaml to read")] = Path("params.yaml"),
     student: Annotated[Path, typer.Option(help="student checkpoint")] = Path("models/student-base"),
+    teacher: Annotated[Path, typer.Option(help="local teacher checkpoint (kd.source local)")] = Path("models/teacher"),
     curated: Annotated[Path, typer.Option(help="curate stage output")] = Path("data/curated"),
     generated: Annotated[Path, typer.Option(help="generate stage output")] = Path("data/generated"),
     soft_targets: Annotated[Path, typer.Option(help="score stage output")] = Path("data/soft-targets"),
@@ -120,7 +176,17 @@ def main(
     live: Annotated[Path, typer.Option(help="DVCLive folder")] = Path("metrics/train"),
 ) -> None:
     """Distil the teacher into a LoRA adapter on the student."""
-    typer.echo(f"train: {run_train(params, student, curated, generated, soft_targets, out, live)}")
+    launcher = load_params(params, "train")["train"].launcher
+    # LOCAL_RANK is set by accelerate/torchrun: this process is already one of the launched ones.
+    if launcher != "single" and "LOCAL_RANK" not in os.environ:
+        script_args = ["--params", params, "--student", student, "--teacher", teacher, "--curated", curated,
+                       "--generated", generated, "--soft-targets", soft_targets, "--out", out, "--live", live]
+        command = accelerate_command(launcher, [str(arg) for arg in script_args])
+        typer.echo(f"train: {launcher}: {' '.join(command)}")
+        raise SystemExit(subprocess.run(command).returncode)
+    final = run_train(params, student, curated, generated, soft_targets, out, live, teacher)
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"train: {final}")
 
 
 if __name__ == "__main__":

@@ -45,9 +45,10 @@ def override_params(path: Path, overrides: dict) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, check: bool = True, env_extra: dict | None = None,
+        **kwargs) -> subprocess.CompletedProcess:
     """Run a command with the project's venv first on PATH; fail with its output on error."""
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **(env_extra or {})}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n"
@@ -91,7 +92,7 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
 def make_project(dest: Path, overrides: dict) -> Path:
     """Copy the project's pipeline into `dest` as a fresh git + DVC repo with tiny params."""
     for name in ("dvc.yaml", "params.yaml", "stages", "potstill", "data/prompts.jsonl",
-                 "data/eval_tasks"):
+                 "data/eval_tasks", "ci", ".github", "configs"):
         src, dst = ROOT / name, dest / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():

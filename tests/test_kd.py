@@ -109,3 +109,80 @@ def test_minimising_kd_moves_student_towards_teacher():
         loss.backward()
         optimizer.step()
     assert float(kd) < 0.1 * first
+
+
+@pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "jsd"])
+def test_divergences_vanish_on_equal_distributions_and_order_as_expected(kind):
+    from potstill.kd import divergence
+
+    torch.manual_seed(0)
+    p = torch.log_softmax(torch.randn(5, 12), -1)
+    q = torch.log_softmax(torch.randn(5, 12), -1)
+    assert divergence(p, p, kind).abs().max() < 1e-6
+    assert (divergence(p, q, kind) > 0).all()
+    if kind == "jsd":  # bounded by log 2 for beta = 0.5
+        assert (divergence(p, q, kind) <= math.log(2) + 1e-6).all()
+
+
+def test_reverse_kl_is_forward_kl_with_roles_swapped():
+    from potstill.kd import divergence
+
+    torch.manual_seed(1)
+    p = torch.log_softmax(torch.randn(3, 7), -1)
+    q = torch.log_softmax(torch.randn(3, 7), -1)
+    assert torch.allclose(divergence(p, q, "reverse_kl"), divergence(q, p, "forward_kl"))
+    assert not torch.allclose(divergence(p, q, "reverse_kl"), divergence(p, q, "forward_kl"))
+
+
+def layer_outputs(model, input_ids):
+    from potstill.train import recording_layer_outputs
+
+    with recording_layer_outputs(model) as layers:
+        model(input_ids=input_ids)
+    return layers
+
+
+@pytest.fixture(scope="module")
+def teacher_and_pruned(tokenizer):
+    import copy
+
+    from potstill.models import prune_layers, tiny_llama
+
+    teacher = tiny_llama(tokenizer, layers=4).eval().requires_grad_(False)
+    student = copy.deepcopy(teacher).requires_grad_(True)
+    layer_map = prune_layers(student, [0, 2])
+    return teacher, student, layer_map
+
+
+@pytest.mark.parametrize("kind", ["cosine", "mse"])
+def test_hidden_loss_is_zero_for_the_teacher_itself_and_positive_for_a_pruned_student(teacher_and_pruned, kind):
+    from potstill.kd import hidden_state_loss
+
+    teacher, student, layer_map = teacher_and_pruned
+    ids = torch.randint(0, 1000, (2, 12))
+    labels = ids.clone()
+    labels[:, :5] = -100  # the prompt
+    with torch.no_grad():
+        teacher_layers = layer_outputs(teacher, ids)
+        identity = {i: i for i in range(4)}
+        assert hidden_state_loss(teacher_layers, teacher_layers, identity, labels, kind).abs() < 1e-6
+        # Student layer 0 is teacher layer 0 unchanged; layer 1 (teacher 2) now reads layer 0's output.
+        assert hidden_state_loss(layer_outputs(student, ids), teacher_layers, layer_map, labels, kind) > 1e-4
+        assert hidden_state_loss(layer_outputs(student, ids), teacher_layers, {0: 0}, labels, kind).abs() < 1e-6
+
+
+def test_hidden_loss_sends_gradient_to_the_student_only_and_ignores_prompt_positions(teacher_and_pruned):
+    from potstill.kd import hidden_state_loss
+
+    teacher, student, layer_map = teacher_and_pruned
+    ids = torch.randint(0, 1000, (2, 12))
+    labels = torch.full_like(ids, -100)
+    labels[:, 8:] = ids[:, 8:]
+    student.zero_grad()
+    hidden_state_loss(layer_outputs(student, ids), layer_outputs(teacher, ids), layer_map, labels).backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student.model.layers[1].mlp.down_proj.weight.grad.abs().sum() > 0
+    # A batch with no assistant token contributes nothing, and no NaN.
+    empty = hidden_state_loss(layer_outputs(student, ids), layer_outputs(teacher, ids), layer_map,
+                              torch.full_like(ids, -100))
+    assert empty == 0

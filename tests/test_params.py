@@ -40,7 +40,7 @@ def test_every_shipped_param_has_a_comment():
         ({"kd": {"alpha": 1.5}}, "kd.alpha: Input should be less than or equal to 1"),
         ({"teacher": {"temperature": -0.1}}, "teacher.temperature"),
         ({"train": {"max_steps": "many"}}, "train.max_steps: Input should be a valid integer"),
-        ({"kd": {"source": "telepathy"}}, "kd.source: Input should be 'api' or 'none'"),
+        ({"kd": {"source": "telepathy"}}, "kd.source: Input should be 'local', 'api' or 'none'"),
         ({"quantize": {"weights": "int3"}}, "quantize.weights"),
         ({"teacher": {"base_url": "localhost:8000"}}, "teacher.base_url"),
         ({"student": {"keep_layers": [3, 1]}}, "student.keep_layers"),

@@ -21,7 +21,8 @@ def write(tmp_path, content: bytes):
     [
         (b'{"id": "a", "prompt": "hi"}\n{"id": "b", "prompt": "x"\n', r"prompts.jsonl:2: not valid JSON"),
         (b'{"id": "a", "prompt": "   "}\n', r"prompts.jsonl:1: \"prompt\" is missing or empty"),
-        (b'{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n', r"prompts.jsonl:2: duplicate id 'a' \(first on line 1\)"),
+        (b'{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n',
+         r"prompts.jsonl:2: duplicate id 'a' \(first on line 1\)"),
         (b'{"id": "a", "prompt": "caf\xe9"}\n', r"prompts.jsonl:1: not valid UTF-8"),
         (b"", r"no prompts"),
         (b'["a list"]\n', r"prompts.jsonl:1: expected a JSON object"),
@@ -85,3 +86,20 @@ def test_rerun_asks_nothing_and_an_interrupted_run_asks_only_what_is_missing(tmp
 
     _, stats = generate(prompts, ask, SAMPLING, cache, concurrency=2, progress=False)
     assert stats["requested"] == 0 and len(calls) == 6
+
+
+def test_too_long_prompts_stop_the_stage_or_are_skipped_and_listed(tmp_path):
+    from potstill.teacher import PromptLimits, read_prompts
+
+    path = write(tmp_path, b'{"id": "ok", "prompt": "hi"}\n{"id": "long", "prompt": "' + b"x" * 4000 + b'"}\n'
+                           b'not json\n')
+    limits = PromptLimits(max_tokens=160, context_tokens=1024, default_system="Be brief.")
+    with pytest.raises(InputError, match=r"prompts.jsonl:2: prompt 'long' is ~1011 tokens \(chars/4\) \+ "
+                                         r"teacher.max_tokens 160 > teacher.context_tokens 1024; shorten it"):
+        read_prompts(path, limits=limits)
+    rows, bad = read_prompts(path, on_bad="skip", limits=limits)
+    assert [row["id"] for row in rows] == ["ok"]
+    assert [(b["line"], b["id"]) for b in bad] == [(2, "long"), (3, None)]
+    assert "not valid JSON" in bad[1]["reason"]
+    rows, bad = read_prompts(path, on_bad="skip", limits=PromptLimits(max_tokens=160, max_chars=100))
+    assert "teacher.max_prompt_chars 100" in bad[0]["reason"]

@@ -157,3 +157,116 @@ def test_tiny_model_shares_the_shipped_vocabulary(tokenizer, tiny_model_dir):
     assert model.config.vocab_size == len(tokenizer) == 49152
     with torch.no_grad():
         assert model(torch.tensor([[1, 2, 3]])).logits.shape == (1, 3, 49152)
+
+
+def test_train_killed_mid_run_resumes_and_ends_where_an_uninterrupted_run_would(
+        tiny_run, tiny_model_dir, tmp_path, state_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    params = tiny_params(tmp_path, max_steps=150, save_steps=10, learning_rate=1e-3, logging_steps=50)
+    cmd = [sys.executable, str(root / "stages/train.py"), "--params", str(params),
+           "--student", str(tiny_model_dir), "--curated", str(tiny_run / "curated"),
+           "--generated", str(tiny_run / "generated"), "--soft-targets", str(tmp_path / "none"),
+           "--out", str(tmp_path / "adapter"), "--live", str(tmp_path / "live")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not list((state_dir / "checkpoints").glob("*/checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, "train finished before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "adapter").exists()  # a killed run leaves no output to mistake for one
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "train: resuming from" in rerun.stdout
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert metrics["final/global_step"] == 150
+    assert 10 <= metrics["final/resumed_from_step"] < 150
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    assert not list((state_dir / "checkpoints").glob("*/checkpoint-*"))  # cleaned up after success
+
+
+@pytest.fixture(scope="module")
+def local_teacher(tmp_path_factory, tokenizer, tiny_run):
+    """A 4-layer tiny teacher, a student pruned from it (layers 0 and 2) and its local soft targets."""
+    import copy
+
+    from potstill.io import read_jsonl
+    from potstill.models import LAYER_MAP_FILE, prune_layers, save_model, tiny_llama
+    from potstill.score import save_soft_targets, score_rows, tokenizer_fingerprint
+
+    root = tmp_path_factory.mktemp("local_teacher")
+    teacher = tiny_llama(tokenizer, layers=4)
+    save_model(teacher, tokenizer, root / "teacher")
+    student = copy.deepcopy(teacher)
+    layer_map = prune_layers(student, [0, 2])
+    save_model(student, tokenizer, root / "student", {LAYER_MAP_FILE: {str(s): t for s, t in layer_map.items()}})
+    rows = [row for split in ("train", "val") for _, row in read_jsonl(tiny_run / "curated" / f"{split}.jsonl")]
+    save_soft_targets(root / "soft-targets", score_rows(teacher.eval(), tokenizer, rows, 4, 64, 4, progress=False),
+                      {"source": "local", "k": 4, "logprob_temperature": 1.0,
+                       "tokenizer": tokenizer_fingerprint(tokenizer), "vocab_size": len(tokenizer)})
+    return root
+
+
+def local_args(tiny_run, local_teacher, params, out):
+    return ["--params", str(params), "--student", str(local_teacher / "student"),
+            "--teacher", str(local_teacher / "teacher"), "--curated", str(tiny_run / "curated"),
+            "--generated", str(tiny_run / "generated"), "--soft-targets", str(local_teacher / "soft-targets"),
+            "--out", str(out / "adapter"), "--live", str(out / "live")]
+
+
+def local_params(root, **kd):
+    import yaml
+
+    path = tiny_params(root)
+    params = yaml.safe_load(path.read_text())
+    params["kd"].update({"source": "local", "top_k": 4, **kd})
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["cosine", "mse"])
+def test_hidden_state_matching_trains_and_logs_its_own_term(tiny_run, local_teacher, tmp_path, kind):
+    from stages.train import app
+
+    params = local_params(tmp_path, hidden_weight=1.0, hidden_loss=kind)
+    result = CliRunner().invoke(app, local_args(tiny_run, local_teacher, params, tmp_path))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert metrics["hidden_loss"] > 0 and math.isfinite(metrics["eval"]["hidden_loss"])
+    assert math.isfinite(metrics["kd_loss"]) and math.isfinite(metrics["ce_loss"])
+
+
+def test_hidden_state_matching_needs_the_teacher_and_a_layer_map(tiny_run, local_teacher, tiny_model_dir, tmp_path):
+    from stages.train import app
+
+    params = local_params(tmp_path, hidden_weight=1.0)
+    args = local_args(tiny_run, local_teacher, params, tmp_path)
+    missing_teacher = CliRunner().invoke(app, [*args, "--teacher", str(tmp_path / "nowhere")])
+    assert missing_teacher.exit_code == 2 and "kd.hidden_weight" in missing_teacher.output
+    no_map = CliRunner().invoke(app, [*args, "--student", str(tiny_model_dir)])
+    assert no_map.exit_code == 2 and "potstill_layer_map.json" in no_map.output
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_a_teacher_not_clearly_larger_than_the_student_is_flagged(tiny_run, local_teacher, tmp_path):
+    from potstill.train import compatibility_warnings
+    from stages.train import app
+
+    assert compatibility_warnings(135_000_000, 64_000_000) == []
+    # The tiny teacher is mostly its 49,152-token embedding: pruning 2 of 4 layers barely shrinks it.
+    result = CliRunner().invoke(app, local_args(tiny_run, local_teacher, local_params(tmp_path), tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "this is fine-tuning, not distillation" in result.stderr
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert len(metrics["warnings"]) == 1 and "fine-tuning, not distillation" in metrics["warnings"][0]
+    assert "hidden_loss" not in metrics  # off by default

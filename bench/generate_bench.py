@@ -1,0 +1,124 @@
+"""Teacher throughput side by side: a naive loop, a bare concurrent client, and potstill's generate.
+
+    .venv/bin/python bench/generate_bench.py                          # embedded llama.cpp, 12 prompts
+    .venv/bin/python bench/generate_bench.py --prompts 12 --max-tokens 32 --fake --fake-concurrency 8
+
+Prints completion tokens/s for, on the same prompts and sampling params:
+  naive     one request after another with time.sleep(0.5) between them (the hand-written loop)
+  bare      the openai client in `concurrency` threads: no retries, cache, pacing or ledger
+  generate  potstill.teacher.generate through the dispatcher (retries, pacing, budget, ledger)
+            with a fresh, empty cache, so every prompt is really asked
+against the embedded llama.cpp server (one request at a time, as it serves them), and with
+--fake also against an in-process fake server that answers after --fake-delay-s (where the
+client's own overhead shows). Run from the repository root; timings move with other load on
+the machine, so compare rows of one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from potstill.dispatch import build_dispatcher
+from potstill.fake_endpoint import FakeOpenAI
+from potstill.ledger import Ledger
+from potstill.models import find_teacher_gguf
+from potstill.params import load_params
+from potstill.server import llama_cpp_server
+from potstill.teacher import ResponseCache, Sampling, build_messages, generate, load_prompts, make_client
+
+NAIVE_PAUSE_S = 0.5
+
+
+def create(client, messages: list[dict], sampling: Sampling) -> int:
+    """Send one chat completion; return its completion tokens."""
+    reply = client.chat.completions.create(
+        model=sampling.model, messages=messages, temperature=sampling.temperature, top_p=sampling.top_p,
+        max_tokens=sampling.max_tokens, seed=sampling.seed, stream=False)
+    return reply.usage.completion_tokens
+
+
+def naive(url: str, all_messages: list[list[dict]], sampling: Sampling, concurrency: int) -> tuple[int, float]:
+    """Return (completion tokens, wall seconds) of a sequential loop that sleeps between requests."""
+    client = make_client(url, None, 120)
+    started, tokens = time.monotonic(), 0
+    for i, messages in enumerate(all_messages):
+        if i:
+            time.sleep(NAIVE_PAUSE_S)
+        tokens += create(client, messages, sampling)
+    return tokens, time.monotonic() - started
+
+
+def bare(url: str, all_messages: list[list[dict]], sampling: Sampling, concurrency: int) -> tuple[int, float]:
+    """Return (completion tokens, wall seconds) of the bare client in `concurrency` threads."""
+    client = make_client(url, None, 120)
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        tokens = sum(pool.map(lambda messages: create(client, messages, sampling), all_messages))
+    return tokens, time.monotonic() - started
+
+
+def machinery(url: str, rows: list[dict], sampling: Sampling, concurrency: int, teacher, system) -> tuple[int, float]:
+    """Return (completion tokens, wall seconds) of potstill's generate with an empty cache."""
+    teacher = teacher.model_copy(update={"max_concurrency_per_endpoint": concurrency, "api_key_env": None})
+    dispatcher = build_dispatcher([url], teacher, sampling, Ledger())
+    with tempfile.TemporaryDirectory() as cache_dir:
+        started = time.monotonic()
+        _, stats = generate(rows, dispatcher, sampling, ResponseCache(Path(cache_dir)), concurrency=concurrency,
+                            progress=False, default_system=system, ledger=dispatcher.ledger,
+                            cancel=dispatcher.cancel)
+        wall = time.monotonic() - started
+    assert stats["requested"] == len(rows), stats
+    return stats["ledger"]["completion_tokens"], wall
+
+
+def compare(name: str, url: str, rows: list[dict], sampling: Sampling, concurrency: int, teacher, system) -> None:
+    """Print one table: each client's completion tokens/s against the server at `url`."""
+    all_messages = [build_messages(row, system) for row in rows]
+    create(make_client(url, None, 120), all_messages[0], sampling)  # warm-up: load, first-prompt cost
+    print(f"\n{name}: {len(rows)} prompts, max_tokens {sampling.max_tokens}, concurrency {concurrency}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"  {'client':<10}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'x naive':>9}")
+    baseline = None
+    for label, run in (("naive", lambda: naive(url, all_messages, sampling, concurrency)),
+                       ("bare", lambda: bare(url, all_messages, sampling, concurrency)),
+                       ("generate", lambda: machinery(url, rows, sampling, concurrency, teacher, system))):
+        tokens, wall = run()
+        rate = tokens / wall
+        baseline = baseline or rate
+        print(f"  {label:<10}{tokens:>8}{wall:>9.2f}{rate:>9.1f}{rate / baseline:>9.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prompts", type=int, default=12, help="prompts taken from data/prompts.jsonl")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--fake", action="store_true", help="also bench against a fake fast server")
+    parser.add_argument("--fake-concurrency", type=int, default=8)
+    parser.add_argument("--fake-delay-s", type=float, default=0.05, help="the fake server's time per request")
+    parser.add_argument("--no-llama", action="store_true", help="skip the embedded llama.cpp server")
+    args = parser.parse_args()
+
+    params = load_params(args.params, "teacher", "generate")
+    teacher, gen = params["teacher"], params["generate"]
+    sampling = Sampling(model=teacher.model, temperature=teacher.temperature, top_p=teacher.top_p,
+                        max_tokens=args.max_tokens, logprobs=0, seed=gen.seed)
+    rows = load_prompts("data/prompts.jsonl", limit=args.prompts)
+    if not args.no_llama:
+        gguf, _ = find_teacher_gguf(teacher.gguf_package)
+        with llama_cpp_server(gguf, teacher.model) as url:
+            compare("embedded llama.cpp (serves one request at a time)", url, rows, sampling, 1, teacher,
+                    gen.system_prompt)
+    if args.fake:
+        with FakeOpenAI(delay_s=args.fake_delay_s, completion_tokens=args.max_tokens, model=teacher.model) as fake:
+            compare(f"fake server ({args.fake_delay_s * 1000:.0f} ms a request)", fake.base_url, rows, sampling,
+                    args.fake_concurrency, teacher, gen.system_prompt)
+
+
+if __name__ == "__main__":
+    main()
