@@ -126,6 +126,12 @@ class _FakeHandler(_Handler):
     def do_POST(self) -> None:
         fake: FakeOpenAI = self.server.owner
         _, body = self.read_json()
+        auth = self.headers.get("Authorization") or ""
+        if fake.api_key is not None and auth != f"Bearer {fake.api_key}":
+            fake.rejected += 1
+            # Like some real servers, echo what was sent: the client must not repeat it anywhere.
+            self.send_body(fake.auth_status, _error(f"Incorrect API key provided: {auth}", "invalid_request_error"))
+            return
         fake.enter()
         try:
             fake.stopping.wait(fake.delay_s)
@@ -139,12 +145,16 @@ class FakeOpenAI(_Served):
     """OpenAI-compatible chat server answering "answer to <prompt>" after `delay_s`; records its load.
 
     `max_in_flight` is the most requests it ever handled at once, `arrivals` the monotonic time
-    each request came in, `answered` how often each user prompt was answered.
+    each request came in, `answered` how often each user prompt was answered. With `api_key` set,
+    a request without `Authorization: Bearer <api_key>` gets `auth_status` (401 or 403) with the
+    header it sent echoed in the error message, and counts in `rejected`.
     """
 
     def __init__(self, delay_s: float = 0.0, completion_tokens: int = 8, model: str = "fake",
-                 max_handlers: int = 64, lifetime_s: float = 120.0):
+                 max_handlers: int = 64, lifetime_s: float = 120.0, api_key: str | None = None,
+                 auth_status: int = 401):
         super().__init__(_FakeHandler, max_handlers, lifetime_s)
+        self.api_key, self.auth_status, self.rejected = api_key, auth_status, 0
         self.delay_s, self.completion_tokens, self.model = delay_s, completion_tokens, model
         self.in_flight = self.max_in_flight = 0
         self.arrivals: list[float] = []

@@ -85,6 +85,15 @@ def load_checked(model_dir: str | Path, dtype=torch.float32):
     """
     from transformers import AutoModelForCausalLM
 
+    folder = Path(model_dir)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise InputError(
+            f"{folder}: no safetensors weights (model.safetensors) in this folder"
+            + (f"; found only {pickles} (pickle), which is refused because loading it can run arbitrary code"
+               if pickles else "")
+            + ": safetensors is required; re-save the model with save_pretrained(..., safe_serialization=True)"
+        )
     model, info = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=dtype, output_loading_info=True, use_safetensors=True
     )

@@ -46,9 +46,32 @@ def task_manager(task_dir: str | Path, tasks: list[str], param: str = "evaluate"
     manager = TaskManager(include_path=str(task_dir), include_defaults=False)
     unknown = [task for task in tasks if task not in manager.all_tasks]
     if unknown:
+        broken = "".join(f"; {problem}" for problem in _unparsable_yamls(task_dir))
         raise InputError(f"{param}.{tasks_key}: {unknown} not defined in {task_dir}; "
-                         f"available: {sorted(manager.all_tasks)}")
+                         f"available: {sorted(manager.all_tasks)}{broken}")
     return manager
+
+
+def _unparsable_yamls(task_dir: Path) -> list[str]:
+    """Return 'FILE:LINE is not valid YAML (...)' for each task YAML in `task_dir` that does not parse.
+
+    lm-eval skips such a file with a log line only, so its task then looks merely undefined.
+    """
+    import yaml
+
+    class _TagTolerantLoader(yaml.SafeLoader):
+        """SafeLoader that accepts lm-eval's `!function` tags (their value is irrelevant here)."""
+
+    _TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    problems = []
+    for path in sorted(task_dir.rglob("*.yaml")):
+        try:
+            yaml.load(path.read_text(encoding="utf-8"), Loader=_TagTolerantLoader)  # noqa: S506 (safe subclass)
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            problems.append(f"{where} is not valid YAML ({getattr(exc, 'problem', None) or exc}); fix that file")
+    return problems
 
 
 def load_tasks(task_dir: str | Path, tasks: list[str], param: str = "evaluate") -> dict:

@@ -80,7 +80,7 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
     soft_targets, align_stats, capture_temperature, k = soft_targets_for(kd, tokenizer, generated, soft_targets_dir)
     splits = {name: curated / f"{name}.jsonl" for name in ("train", "val")}
 
-    model = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32, use_safetensors=True)
     warnings: list[str] = []
     teacher, layer_map = None, None
     if kd.source == "local" and teacher_dir is not None and teacher_dir.is_dir():
