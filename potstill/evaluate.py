@@ -44,8 +44,10 @@ def heldout_nll(model, tokenizer, test_file: Path, max_seq_len: int = 512) -> fl
     model.eval()
     for _, row in read_jsonl(test_file):
         encoded = tokenize_chat(tokenizer, row["messages"], max_seq_len)
-        ids = torch.tensor([encoded["input_ids"]])
-        labels = torch.tensor(encoded["labels"][1:])
+        # On the model's device: a model on CUDA must not be fed CPU tensors (bench/gpu_smoke.py).
+        device = next(model.parameters()).device
+        ids = torch.tensor([encoded["input_ids"]], device=device)
+        labels = torch.tensor(encoded["labels"][1:], device=device)
         with torch.no_grad():
             logits = model(ids).logits[0, :-1]
         mask = labels != -100

@@ -4,7 +4,9 @@
 
 Every model is loaded from its saved folder with a check that each weight loaded (a quanto
 folder read as a plain HF model would silently get random weights), then handed to lm-eval
-in memory. Results go to one fixed-name JSON that `dvc metrics show` / `dvc exp show` read.
+in memory. Results go to one fixed-name JSON that `dvc metrics show` / `dvc exp show` read, and
+to a static report (reports/eval.md + PNG charts of each headline metric and the train losses)
+that renders offline, unlike `dvc plots show`'s CDN-loaded HTML.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from potstill.io import write_json
 from potstill.models import load_checked
 from potstill.params import load_params
 from potstill.quantize import load_quantized
+from potstill.report import write_report
 from potstill.tasks import task_manager
 
 
@@ -61,13 +64,18 @@ def main(
     quantized: Annotated[Path, typer.Option()] = Path("models/quantized"),
     test: Annotated[Path, typer.Option(help="held-out split")] = Path("data/curated/test.jsonl"),
     out: Annotated[Path, typer.Option(help="metrics JSON to write")] = Path("metrics/eval.json"),
+    report: Annotated[Path, typer.Option(help="folder for eval.md and its PNG charts")] = Path("reports"),
+    train_plots: Annotated[Path, typer.Option(help="DVCLive loss curves of the train stage")] = Path(
+        "metrics/train/plots/metrics"),
 ) -> None:
     """Evaluate every model of the pipeline on the same tasks."""
     models = {"teacher": teacher, "student_base": student, "merged": merged, "quantized": quantized}
-    report = run_evaluate(params, models, test)
-    write_json(out, report)
-    for name, scores in report.items():
+    scores_by_model = run_evaluate(params, models, test)
+    write_json(out, scores_by_model)
+    written = write_report(scores_by_model, report, train_plots)
+    for name, scores in scores_by_model.items():
         typer.echo(f"  {name}: {scores}")
+    typer.echo(f"evaluate: report: {', '.join(str(path) for path in written)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""Static report: PNG charts that render offline and a markdown page that embeds them."""
+
+import json
+
+from potstill.report import write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_eval(nll: float) -> dict:
+    return {"potstill_mc": {"acc": 0.4, "acc_stderr": 0.05}, "potstill_gen": {"exact_match": 0.25},
+            "heldout_nll": nll}
+
+
+def test_report_writes_valid_pngs_and_markdown_that_links_them(tmp_path):
+    eval_json = tmp_path / "eval.json"
+    eval_json.write_text(json.dumps({"teacher": fake_eval(3.3), "student_base": fake_eval(14.2),
+                                     "merged": fake_eval(7.7), "quantized": fake_eval(7.8)}))
+    curves = tmp_path / "plots" / "metrics"
+    (curves / "eval").mkdir(parents=True)
+    (curves / "ce_loss.tsv").write_text("step\tce_loss\n0\t9.1\n1\t8.7\n2\t8.2\n")
+    (curves / "kd_loss.tsv").write_text("step\tkd_loss\n0\t16.9\n1\t16.8\n2\t15.0\n")
+    (curves / "eval" / "kd_loss.tsv").write_text("step\teval/kd_loss\n2\t15.5\n")
+
+    written = write_report(json.loads(eval_json.read_text()), tmp_path / "reports", curves)
+
+    pngs = sorted(path.name for path in written if path.suffix == ".png")
+    assert pngs == ["overall_heldout_nll.png", "potstill_gen_exact_match.png", "potstill_mc_acc.png",
+                    "train_losses.png"]
+    markdown = (tmp_path / "reports" / "eval.md").read_text()
+    for name in pngs:
+        png = tmp_path / "reports" / "plots" / name
+        assert png.read_bytes()[:8] == PNG_MAGIC, name
+        assert f"(plots/{name})" in markdown, name
+    assert "| merged | 0.4000 ± 0.0500 | 0.2500 | 7.7000 |" in markdown
+
+
+def test_report_without_loss_curves_or_a_metric_still_draws(tmp_path):
+    report = {"teacher": fake_eval(3.3), "merged": {"heldout_nll": 7.0}}  # merged: no lm-eval scores
+    written = write_report(report, tmp_path / "reports", tmp_path / "missing")
+    assert not (tmp_path / "reports" / "plots" / "train_losses.png").exists()
+    assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in written if path.suffix == ".png")
+    markdown = (tmp_path / "reports" / "eval.md").read_text()
+    assert "No DVCLive loss curves found" in markdown and "| merged | n/a | n/a | 7.0000 |" in markdown
