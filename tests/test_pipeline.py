@@ -91,6 +91,54 @@ def test_bad_params_stop_a_stage_before_it_touches_outputs(pipeline):
     run(["git", "checkout", "params.yaml"], pipeline)
 
 
+def queued_experiments(shown: list[dict]) -> dict[str, dict]:
+    """Return {experiment name: its `data` (params, metrics)} from `dvc exp show --json`."""
+    found = {}
+    for baseline in shown:
+        for experiment in baseline.get("experiments") or []:
+            for revision in experiment.get("revs") or []:
+                if revision.get("name") and revision.get("data"):
+                    found[revision["name"]] = revision["data"]
+    return found
+
+
+def test_queued_sweep_runs_in_temp_copies_without_asking_the_teacher(pipeline):
+    """Two queued ranks run to completion; only train..evaluate rerun, in the same state dir."""
+    names = {"sweep-r3": 3, "sweep-r6": 6}
+    for name, rank in names.items():
+        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"lora.r={rank}"], pipeline)
+    assert run(["dvc", "queue", "status"], pipeline).stdout.count("Queued") == 2
+    # --run-all starts a queue worker (which inherits this environment: PATH with the venv first,
+    # POTSTILL_STATE_DIR) and waits until the queue is empty.
+    proc = run(["dvc", "exp", "run", "--run-all", "-j", "1"], pipeline, check=False, timeout=900)
+    logs = {name: run(["dvc", "queue", "logs", name], pipeline, check=False).stdout for name in names}
+    status = run(["dvc", "queue", "status"], pipeline).stdout
+    assert proc.returncode == 0 and status.count("Success") >= 2, f"{status}\n{proc.stderr[-2000:]}\n{logs}"
+    for log in logs.values():
+        # generate did not rerun, so the teacher was not asked; curate and score did not either.
+        # (train..quantize run, or come from the run cache when this rank was trained before.)
+        assert not {"prepare", "generate", "curate", "score"} & set(ran_stages(log)), log[-3000:]
+        assert "Stage 'generate' didn't change, skipping" in log and "evaluate" in ran_stages(log), log[-3000:]
+        # The eval score cache lives in POTSTILL_STATE_DIR: hits prove the worker saw the same one.
+        assert "evaluate: teacher: cached scores" in log, log[-3000:]
+
+    experiments = queued_experiments(json.loads(run(["dvc", "exp", "show", "--json"], pipeline).stdout))
+    assert set(names) <= set(experiments), list(experiments)
+    baseline_generate = json.loads((pipeline / "metrics/generate.json").read_text())
+    nll = {}
+    for name, rank in names.items():
+        data = experiments[name]
+        assert data["params"]["params.yaml"]["data"]["lora"]["r"] == rank
+        metrics = data["metrics"]
+        # The ledger is the baseline's, down to its wall time: generate was not rerun (dvc exp show
+        # keeps numbers only, so compare those).
+        ledger = metrics["metrics/generate.json"]["data"]
+        assert (ledger["requested"], ledger["wall_s"]) == (baseline_generate["requested"], baseline_generate["wall_s"])
+        nll[name] = metrics["metrics/eval.json"]["data"]["merged"]["heldout_nll"]
+    assert nll["sweep-r3"] != nll["sweep-r6"], nll
+
+
+
 def test_ci_script_pushes_and_a_wiped_workspace_pulls_back_identical(pipeline, tmp_path):
     """ci/pipeline.sh (what the GPU workflow runs) against a local remote, then a fresh pull."""
     remote = tmp_path / "remote"
@@ -152,50 +200,3 @@ def test_s3_remote_round_trip_against_a_loopback_s3_server(pipeline, tmp_path):
         assert (pipeline / "data/generated/responses.jsonl").read_bytes() == responses
     finally:
         server.stop()
-
-
-def queued_experiments(shown: list[dict]) -> dict[str, dict]:
-    """Return {experiment name: its `data` (params, metrics)} from `dvc exp show --json`."""
-    found = {}
-    for baseline in shown:
-        for experiment in baseline.get("experiments") or []:
-            for revision in experiment.get("revs") or []:
-                if revision.get("name") and revision.get("data"):
-                    found[revision["name"]] = revision["data"]
-    return found
-
-
-def test_queued_sweep_runs_in_temp_copies_without_asking_the_teacher(pipeline):
-    """Two queued ranks run to completion; only train..evaluate rerun, in the same state dir."""
-    names = {"sweep-r3": 3, "sweep-r6": 6}
-    for name, rank in names.items():
-        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"lora.r={rank}"], pipeline)
-    assert run(["dvc", "queue", "status"], pipeline).stdout.count("Queued") == 2
-    # --run-all starts a queue worker (which inherits this environment: PATH with the venv first,
-    # POTSTILL_STATE_DIR) and waits until the queue is empty.
-    proc = run(["dvc", "exp", "run", "--run-all", "-j", "1"], pipeline, check=False, timeout=900)
-    logs = {name: run(["dvc", "queue", "logs", name], pipeline, check=False).stdout for name in names}
-    status = run(["dvc", "queue", "status"], pipeline).stdout
-    assert proc.returncode == 0 and status.count("Success") >= 2, f"{status}\n{proc.stderr[-2000:]}\n{logs}"
-    for log in logs.values():
-        # generate did not rerun, so the teacher was not asked; curate and score did not either.
-        # (train..quantize run, or come from the run cache when this rank was trained before.)
-        assert not {"prepare", "generate", "curate", "score"} & set(ran_stages(log)), log[-3000:]
-        assert "Stage 'generate' didn't change, skipping" in log and "evaluate" in ran_stages(log), log[-3000:]
-        # The eval score cache lives in POTSTILL_STATE_DIR: hits prove the worker saw the same one.
-        assert "evaluate: teacher: cached scores" in log, log[-3000:]
-
-    experiments = queued_experiments(json.loads(run(["dvc", "exp", "show", "--json"], pipeline).stdout))
-    assert set(names) <= set(experiments), list(experiments)
-    baseline_generate = json.loads((pipeline / "metrics/generate.json").read_text())
-    nll = {}
-    for name, rank in names.items():
-        data = experiments[name]
-        assert data["params"]["params.yaml"]["data"]["lora"]["r"] == rank
-        metrics = data["metrics"]
-        # The ledger is the baseline's, down to its wall time: generate was not rerun (dvc exp show
-        # keeps numbers only, so compare those).
-        ledger = metrics["metrics/generate.json"]["data"]
-        assert (ledger["requested"], ledger["wall_s"]) == (baseline_generate["requested"], baseline_generate["wall_s"])
-        nll[name] = metrics["metrics/eval.json"]["data"]["merged"]["heldout_nll"]
-    assert nll["sweep-r3"] != nll["sweep-r6"], nll

@@ -282,7 +282,8 @@ def test_concurrency_64_loses_no_rows_and_leaks_no_fds_or_memory(tmp_path):
               "timeout_s": 10.0, "max_retries": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.2,
               "max_concurrency_per_endpoint": 64}
     cache = ResponseCache(tmp_path / "cache")
-    with FakeOpenAI(delay_s=0.002, completion_tokens=4, max_handlers=128) as server:
+    # 50 ms a reply: long enough that 64 requests really overlap even on 2 busy cores.
+    with FakeOpenAI(delay_s=0.05, completion_tokens=4, max_handlers=128) as server:
         dispatcher = build_dispatcher([server.base_url], TeacherParams(**values), SAMPLING, Ledger())
 
         def run(rows):
