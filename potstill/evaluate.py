@@ -71,10 +71,15 @@ class ScoreCache:
             **settings, "tasks_digest": folder_digest(task_dir),
             "test_digest": hashlib.sha256(Path(test_file).read_bytes()).hexdigest(),
         }, sort_keys=True)
+        self._paths: dict[Path, Path] = {}
 
     def _path(self, model_dir: Path) -> Path:
-        key = hashlib.sha256((folder_digest(model_dir) + self.context).encode()).hexdigest()
-        return self.root / f"{key}.json"
+        # Hashing a model folder reads every byte (500 MB for the teacher): once per folder, not
+        # once for the get and again for the put.
+        if model_dir not in self._paths:
+            key = hashlib.sha256((folder_digest(model_dir) + self.context).encode()).hexdigest()
+            self._paths[model_dir] = self.root / f"{key}.json"
+        return self._paths[model_dir]
 
     def get(self, model_dir: Path) -> dict | None:
         path = self._path(model_dir)
