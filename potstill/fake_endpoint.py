@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULTS = ("429", "500", "503", "timeout", "drop", "malformed", "truncated", "400", "401", "404")
@@ -147,15 +148,18 @@ class FakeOpenAI(_Served):
     `max_in_flight` is the most requests it ever handled at once, `arrivals` the monotonic time
     each request came in, `answered` how often each user prompt was answered. With `api_key` set,
     a request without `Authorization: Bearer <api_key>` gets `auth_status` (401 or 403) with the
-    header it sent echoed in the error message, and counts in `rejected`.
+    header it sent echoed in the error message, and counts in `rejected`. `responder(messages)`,
+    when given, writes the reply text instead; `system_prompts` counts the system messages seen.
     """
 
     def __init__(self, delay_s: float = 0.0, completion_tokens: int = 8, model: str = "fake",
                  max_handlers: int = 64, lifetime_s: float = 120.0, api_key: str | None = None,
-                 auth_status: int = 401):
+                 auth_status: int = 401, responder: Callable[[list[dict]], str] | None = None):
         super().__init__(_FakeHandler, max_handlers, lifetime_s)
         self.api_key, self.auth_status, self.rejected = api_key, auth_status, 0
         self.delay_s, self.completion_tokens, self.model = delay_s, completion_tokens, model
+        self.responder = responder
+        self.system_prompts: Counter[str] = Counter()
         self.in_flight = self.max_in_flight = 0
         self.arrivals: list[float] = []
         self.answered: Counter[str] = Counter()
@@ -177,10 +181,18 @@ class FakeOpenAI(_Served):
         prompt = messages[-1].get("content") or ""
         with self._count_lock:
             self.answered[prompt] += 1
+            for message in messages:
+                if message.get("role") == "system":
+                    self.system_prompts[message.get("content") or ""] += 1
         tokens = min(int(body.get("max_tokens") or self.completion_tokens), self.completion_tokens)
-        words = (f"answer to {prompt} " + "more " * tokens).split()[:max(tokens, 1)]
-        choice = {"index": 0, "message": {"role": "assistant", "content": " ".join(words)},
-                  "finish_reason": "length" if tokens < self.completion_tokens else "stop", "logprobs": None}
+        if self.responder is not None:
+            content = self.responder(messages)
+            words, finish_reason = content.split(), "stop"
+        else:
+            words = (f"answer to {prompt} " + "more " * tokens).split()[:max(tokens, 1)]
+            content, finish_reason = " ".join(words), "length" if tokens < self.completion_tokens else "stop"
+        choice = {"index": 0, "message": {"role": "assistant", "content": content},
+                  "finish_reason": finish_reason, "logprobs": None}
         if body.get("logprobs"):
             k = int(body.get("top_logprobs") or 1)
             choice["logprobs"] = {"content": [

@@ -67,6 +67,7 @@ class Ledger:
         self._clock = clock
         self._cond = threading.Condition()
         self._started = clock()
+        self._begun = False
         self.requests = self.retries = self.answers = 0
         self.prompt_tokens = self.completion_tokens = 0
         self.usage_missing = 0
@@ -76,8 +77,12 @@ class Ledger:
         self._estimated_prompt = self._reported_prompt = 0  # over answers that reported usage
 
     def begin(self) -> None:
-        """Start the wall clock (call when the first request is about to go)."""
-        self._started = self._clock()
+        """Start the wall clock when the first request is about to go; later calls keep it running.
+
+        A run that asks in phases (prompt synthesis, then answers) then reports one wall time.
+        """
+        if not self._begun:
+            self._started, self._begun = self._clock(), True
 
     def elapsed(self) -> float:
         """Return seconds since begin()."""
@@ -96,12 +101,12 @@ class Ledger:
         return {"requests": len(messages_to_send), "prompt_tokens": prompt, "completion_tokens_max": completion,
                 "cost_max": None if cost is None else round(cost, 6)}
 
-    def describe_estimate(self, estimate: dict, prompts: int, cached: int) -> str:
+    def describe_estimate(self, estimate: dict, prompts: int, cached: int, what: str = "prompts") -> str:
         """Return the line printed before sending: what is cached, what will be asked, what it may cost."""
         if not estimate["requests"]:
-            return f"teacher: {prompts} prompts, all answered in the cache: nothing to send"
+            return f"teacher: {prompts} {what}, all answered in the cache: nothing to send"
         total = estimate["prompt_tokens"] + estimate["completion_tokens_max"]
-        line = (f"teacher: {prompts} prompts, {cached} cached, {estimate['requests']} requests to send: "
+        line = (f"teacher: {prompts} {what}, {cached} cached, {estimate['requests']} requests to send: "
                 f"~{estimate['prompt_tokens']:,} prompt tokens (chars/4) + at most "
                 f"{estimate['completion_tokens_max']:,} completion tokens")
         if estimate["cost_max"] is not None:

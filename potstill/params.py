@@ -95,6 +95,28 @@ class GenerateParams(_Section):
     concurrency: int = Field(ge=1, le=256)
     seed: int = 0
     on_bad_prompt: Literal["error", "skip"] = "error"
+    reasoning: bool = False
+    reasoning_instruction: str = Field(
+        default="Think step by step, then give the final answer on its own last line.", min_length=1)
+    synthesize: int = Field(default=0, ge=0)
+    synthesis_instruction: str = Field(
+        default="Write {n} new questions or tasks that a user might give an AI assistant about {domain}. Make each "
+                "one different from these examples and from each other:\n{examples}\nReply with the {n} new "
+                "prompts only, one per line, without numbering.", min_length=1)
+    synthesis_per_request: int = Field(default=5, ge=1, le=50)
+    synthesis_examples: int = Field(default=3, ge=0, le=20)
+    synthesis_max_chars: int = Field(default=400, ge=10)
+    synthesis_near_dup_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+
+    @field_validator("synthesis_instruction")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            value.format(n=5, domain="math", examples="- an example")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"not a usable template ({type(exc).__name__}: {exc}); use only the placeholders "
+                             "{n}, {domain} and {examples}, and write a literal brace as {{ or }}") from None
+        return value
 
 
 class CurateParams(_Section):
@@ -138,6 +160,8 @@ class KDParams(_Section):
     jsd_beta: float = Field(default=0.5, gt=0.0, lt=1.0)
     hidden_weight: float = Field(default=0.0, ge=0.0)
     hidden_loss: Literal["cosine", "mse"] = "cosine"
+    hidden_layer_map: dict[int, int] | None = None
+    chunk_rows: int = Field(default=1024, ge=1)
 
     @model_validator(mode="after")
     def _hidden_needs_local_teacher(self) -> KDParams:
@@ -158,6 +182,7 @@ class TrainParams(_Section):
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     group_by_length: bool = True
     save_steps: int = Field(default=50, ge=1)
+    select_best: bool = False
     logging_steps: int = Field(ge=1)
     seed: int = 0
     launcher: Literal["single", "ddp", "fsdp", "deepspeed"] = "single"
@@ -170,8 +195,45 @@ class LoraParams(_Section):
     target_modules: str | list[str] = "all-linear"
 
 
+QUANTIZE_FORMATS = ("quanto-int8", "quanto-int4", "torchao-int8", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m")
+
+
 class QuantizeParams(_Section):
-    weights: Literal["int8", "int4"]
+    formats: list[str] = Field(min_length=1)
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in QUANTIZE_FORMATS]
+        if unknown:
+            raise ValueError(f"unknown format(s) {unknown}; allowed: {', '.join(QUANTIZE_FORMATS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a format twice; list each once")
+        return value
+
+
+class GateParams(_Section):
+    """One retention gate: `metric` of `model`, alone (min/max) or against `reference`."""
+
+    name: str = Field(min_length=1)
+    metric: str = Field(min_length=1)  # e.g. potstill_mc.acc, heldout_nll, kl_vs_teacher, top1_vs_reference
+    model: str = Field(min_length=1)
+    reference: str | None = None
+    min_ratio: float | None = Field(default=None, gt=0)
+    min: float | None = None
+    max: float | None = None
+    max_abs_diff: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_bound_and_its_reference(self) -> GateParams:
+        bounds = [key for key in ("min_ratio", "min", "max", "max_abs_diff") if getattr(self, key) is not None]
+        if len(bounds) != 1:
+            raise ValueError(f"gate {self.name!r} needs exactly one of min_ratio, min, max, max_abs_diff; got {bounds}")
+        needs_reference = bounds[0] in ("min_ratio", "max_abs_diff") or self.metric == "top1_vs_reference"
+        if needs_reference and not self.reference:
+            raise ValueError(f"gate {self.name!r}: {bounds[0]} / {self.metric} compares with a reference model; "
+                             "set reference (e.g. merged)")
+        return self
 
 
 class EvaluateParams(_Section):
@@ -179,6 +241,22 @@ class EvaluateParams(_Section):
     task_dir: str
     limit: int | None = Field(default=None, ge=1)
     batch_size: int = Field(ge=1)
+    sample_prompts: int = Field(default=3, ge=0, le=30)
+    new_tokens: int = Field(default=32, ge=1, le=512)
+    gates: list[GateParams] = Field(default_factory=list)
+
+    @field_validator("gates")
+    @classmethod
+    def _unique_gate_names(cls, value: list[GateParams]) -> list[GateParams]:
+        names = [gate.name for gate in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"gate names must be unique; got {names}")
+        return value
+
+
+class HardwareParams(_Section):
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -191,6 +269,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "lora": LoraParams,
     "quantize": QuantizeParams,
     "evaluate": EvaluateParams,
+    "hardware": HardwareParams,
 }
 
 

@@ -1,4 +1,10 @@
-"""Weight quantization with optimum-quanto, saved so it reloads, and loaded so it cannot lie."""
+"""Quantized exports of the merged student, saved so they reload, and loaded so they cannot lie.
+
+Formats (quantize.formats): optimum-quanto int8/int4 and torchao int8 weight-only (transformers
+checkpoints in safetensors; Linear layers only, so the tied embedding stays fp32), and GGUF
+f16/q8_0/q4_k_m for llama.cpp and ollama (potstill.gguf). Each folder records its format in
+potstill_quantization.json; `load_quantized` reads that and checks that every weight loaded.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,38 @@ from potstill.io import InputError, atomic_dir
 from potstill.models import load_checked
 
 PROBE = "The quick brown fox jumps over the lazy dog."
+
+
+TRANSFORMERS_FORMATS = ("quanto-int8", "quanto-int4", "torchao-int8")
+QUANTIZATION_FILE = "potstill_quantization.json"
+
+
+def weight_bytes(folder: Path) -> int:
+    """Return the bytes of a model folder's weight files (safetensors, GGUF), tokenizer excluded."""
+    return sum(path.stat().st_size for path in Path(folder).iterdir()
+               if path.is_file() and path.suffix in (".safetensors", ".gguf"))
+
+
+def quantize_format(model_dir: Path, out_dir: Path, fmt: str) -> dict:
+    """Return the figures of one quantize.formats entry after writing it to `out_dir` and verifying it.
+
+    Figures: size_bytes and fp32_size_bytes (weight files only), size_ratio, and the format's own
+    fidelity figures (logit change vs fp32, reload drift; GGUF: top-1 agreement and KL vs merged).
+    """
+    if fmt.startswith("quanto-"):
+        figures = quantize_model(model_dir, out_dir, fmt.removeprefix("quanto-"))
+    elif fmt == "torchao-int8":
+        figures = quantize_torchao(model_dir, out_dir)
+    elif fmt.startswith("gguf-"):
+        from potstill.gguf import build_gguf  # llama.cpp tooling: imported only when a GGUF is asked for
+
+        figures = build_gguf(Path(model_dir), Path(out_dir), fmt.removeprefix("gguf-"))
+    else:
+        raise InputError(f"quantize.formats: unknown format {fmt!r}")
+    figures = {**figures, "format": fmt, "size_bytes": weight_bytes(out_dir),
+               "fp32_size_bytes": weight_bytes(model_dir)}
+    figures["size_ratio"] = figures["size_bytes"] / figures["fp32_size_bytes"]
+    return figures
 
 
 def _weights_dtype(name: str):
@@ -39,8 +77,7 @@ def quantize_model(model_dir: Path, out_dir: Path, weights: str) -> dict:
     with atomic_dir(out_dir) as tmp:
         qmodel.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "potstill_quantization.json").write_text(json.dumps({"library": "optimum-quanto",
-                                                                    "weights": weights}) + "\n")
+        (tmp / QUANTIZATION_FILE).write_text(json.dumps({"library": "optimum-quanto", "weights": weights}) + "\n")
     reloaded = _probe_logits(load_quantized(out_dir), tokenizer)
     reload_drift = float((reloaded - quantized).abs().max())
     if reload_drift > 1e-4:
@@ -50,12 +87,83 @@ def quantize_model(model_dir: Path, out_dir: Path, weights: str) -> dict:
         "weights": weights,
         "max_logit_change_vs_fp32": float((quantized - reference).abs().max()),
         "reload_drift": reload_drift,
-        "size_bytes": sum(f.stat().st_size for f in Path(out_dir).rglob("*") if f.is_file()),
-        "fp32_size_bytes": sum(f.stat().st_size for f in Path(model_dir).rglob("*") if f.is_file()),
+        "size_bytes": weight_bytes(out_dir),
+        "fp32_size_bytes": weight_bytes(model_dir),
     }
 
 
+def quantize_torchao(model_dir: Path, out_dir: Path) -> dict:
+    """Quantize Linear weights to int8 with torchao (weight-only, per row); save as safetensors; verify.
+
+    torchao saves its tensor subclasses into safetensors (qdata/scale/zero_point plus metadata),
+    so the folder loads with use_safetensors=True like every other model of the pipeline.
+    """
+    from torchao.quantization import Int8WeightOnlyConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TorchAoConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    reference = _probe_logits(load_checked(model_dir), tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True,
+                                                 quantization_config=TorchAoConfig(Int8WeightOnlyConfig())).eval()
+    quantized = _probe_logits(model, tokenizer)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / QUANTIZATION_FILE).write_text(json.dumps({"library": "torchao", "weights": "int8"}) + "\n")
+    reloaded = _probe_logits(load_quantized(out_dir), tokenizer)
+    reload_drift = float((reloaded - quantized).abs().max())
+    if reload_drift > 1e-4:
+        raise RuntimeError(f"{out_dir}: reloaded torchao model differs from the one saved "
+                           f"(max logit difference {reload_drift:.3g})")
+    return {"weights": "int8", "max_logit_change_vs_fp32": float((quantized - reference).abs().max()),
+            "reload_drift": reload_drift}
+
+
+def quantization_info(model_dir: Path) -> dict:
+    """Return potstill_quantization.json of a quantized folder; InputError for any other folder."""
+    marker = Path(model_dir) / QUANTIZATION_FILE
+    if not marker.exists():
+        raise InputError(f"{model_dir}: not a quantized model folder written by the quantize stage")
+    return json.loads(marker.read_text())
+
+
 def load_quantized(model_dir: Path):
+    """Return the model inside a quantized folder (GGUF: a potstill.gguf.GGUFModel), every weight checked."""
+    info = quantization_info(model_dir)
+    if info.get("library") == "torchao":
+        return _load_torchao(Path(model_dir))
+    if info.get("library") == "gguf":
+        from potstill.gguf import GGUFModel
+
+        return GGUFModel(Path(model_dir))
+    return _load_quanto(Path(model_dir))
+
+
+def _load_torchao(model_dir: Path):
+    """Return a torchao-quantized model; refuse one whose Linear weights did not load quantized.
+
+    transformers raises when a quantized tensor's parts are missing; on top of that, every tensor
+    the file lists must be in the model, and every Linear (LM head aside: tied) must hold torchao's
+    int8 tensor, not a freshly initialised float one.
+    """
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    with safe_open(model_dir / "model.safetensors", "pt") as handle:
+        listed = set(json.loads((handle.metadata() or {}).get("tensor_names", "[]")))
+    model, info = AutoModelForCausalLM.from_pretrained(model_dir, output_loading_info=True, use_safetensors=True)
+    problems = {kind: list(keys) for kind, keys in info.items() if keys}
+    float_linears = [name for name, module in model.named_modules()
+                     if isinstance(module, torch.nn.Linear) and name != "lm_head"
+                     and type(module.weight).__module__.split(".")[0] != "torchao"]
+    expected = set(model.state_dict().keys())
+    if problems or float_linears or (listed and expected - listed):
+        raise InputError(f"{model_dir}: torchao weights did not load cleanly: {problems}, "
+                         f"not quantized: {float_linears[:5]}, missing: {sorted(expected - listed)[:5]}")
+    return model.eval()
+
+
+def _load_quanto(model_dir: Path):
     """Return the transformers model inside a quanto-saved folder, checking every weight loaded.
 
     `lm_eval --model hf` on such a folder loads random weights without failing; here each
@@ -64,9 +172,6 @@ def load_quantized(model_dir: Path):
     from optimum.quanto import QuantizedModelForCausalLM
     from safetensors import safe_open
 
-    model_dir = Path(model_dir)
-    if not (model_dir / "potstill_quantization.json").exists():
-        raise InputError(f"{model_dir}: not a quantized model folder written by the quantize stage")
     saved: set[str] = set()
     for shard in model_dir.glob("*.safetensors"):
         with safe_open(shard, "pt") as handle:

@@ -11,17 +11,33 @@ from pathlib import Path
 
 from potstill.io import write_text_atomic
 
-# (task or None for a top-level score, metric, axis label, lower is better)
+# (task or None for a top-level score, metric, axis label, lower is better). Task metrics are
+# found in the results (the primary metric of each evaluated task); these follow them.
+TOP_LEVEL_METRICS = (
+    (None, "heldout_nll", "held-out NLL (nats/token)", True),
+    (None, "kl_vs_teacher", "KL(teacher ∥ model), held-out (nats/token)", True),
+    (None, "top1_vs_teacher", "top-1 agreement with the teacher", False),
+    (None, "ece", "expected calibration error (multiple choice)", True),
+    (None, "size_mb", "weights on disk (MiB)", True),
+    (None, "size_ratio_vs_merged_fp32", "size / merged fp32 size", True),
+    (None, "ms_per_token", "CPU ms per generated token", True),
+    (None, "tokens_per_s", "CPU tokens/s (greedy)", False),
+)
+# Kept for callers that chart the two shipped tasks and NLL only.
 HEADLINE_METRICS = (
     ("potstill_mc", "acc", "potstill_mc accuracy", False),
     ("potstill_gen", "exact_match", "potstill_gen exact match", False),
     (None, "heldout_nll", "held-out NLL (nats/token)", True),
 )
-MODEL_ORDER = ("teacher", "student_base", "merged", "quantized")
+PRIMARY_TASK_METRICS = ("acc", "exact_match")
 # DVCLive files (relative to metrics/train/plots/metrics) drawn on the loss chart, when present.
 LOSS_CURVES = ("loss", "ce_loss", "kd_loss", "hidden_loss", "eval/loss", "eval/ce_loss", "eval/kd_loss")
-
-
+MODEL_ORDER = ("teacher", "student_base", "adapter", "merged")
+NOT_MODELS = ("gates",)
+TIED_EMBEDDING_NOTE = (
+    "quanto and torchao quantize `Linear` layers only: the tied embedding / LM head (49,152 x 576 = 28.3M "
+    "parameters for SmolLM2) stays fp32, so their int8 lands near 58% of the fp32 bytes, not 25%. "
+    "GGUF quantizes the embedding too.")
 def _pyplot():
     """Return matplotlib.pyplot on the Agg backend (no display needed: stages run headless)."""
     import matplotlib
@@ -40,17 +56,39 @@ def metric_value(scores: dict, task: str | None, metric: str) -> tuple[float | N
             float(stderr) if isinstance(stderr, int | float) else None)
 
 
+def model_names(report: dict) -> list[str]:
+    """Return the models of a report in pipeline order: teacher ... merged, then formats as given."""
+    return [name for name in MODEL_ORDER if name in report] + [
+        name for name in report if name not in MODEL_ORDER and name not in NOT_MODELS]
+
+
+def headline_metrics(report: dict) -> list[tuple[str | None, str, str, bool]]:
+    """Return (task, metric, label, lower is better) for each task's primary metric, then the top-level ones."""
+    tasks: list[str] = []
+    for name in model_names(report):
+        tasks += [key for key, value in report[name].items() if isinstance(value, dict) and key not in tasks
+                  and key != "items" and any(metric in value for metric in PRIMARY_TASK_METRICS)]
+    found = []
+    for task in tasks:
+        metric = next(m for m in PRIMARY_TASK_METRICS if any(m in (report[n].get(task) or {}) for n in report
+                                                                if n not in NOT_MODELS))
+        found.append((task, metric, f"{task} {metric.replace('_', ' ')}", False))
+    return found + [entry for entry in TOP_LEVEL_METRICS
+                    if any(metric_value(report[n], None, entry[1])[0] is not None for n in model_names(report))]
+
+
 def metric_chart(report: dict, task: str | None, metric: str, label: str, out_file: Path) -> Path:
     """Return `out_file` after drawing one bar per model (with stderr bars where lm-eval gave one)."""
     plt = _pyplot()
-    names = [name for name in MODEL_ORDER if name in report] + sorted(set(report) - set(MODEL_ORDER))
+    names = model_names(report)
     values, errors = zip(*(metric_value(report[name], task, metric) for name in names), strict=True)
     heights = [value if value is not None else 0.0 for value in values]
     figure, axis = plt.subplots(figsize=(6, 3.5), dpi=100)
     # Error bars only where lm-eval reported a standard error (not for held-out NLL).
     yerr = [error or 0.0 for error in errors] if any(error is not None for error in errors) else None
-    bars = axis.bar(names, heights, yerr=yerr, capsize=4,
-                    color=["#4c72b0", "#8c8c8c", "#55a868", "#c44e52", "#8172b2"][: len(names)])
+    palette = ["#4c72b0", "#8c8c8c", "#937860", "#55a868", "#c44e52", "#8172b2", "#da8bc3", "#ccb974", "#64b5cd"]
+    bars = axis.bar(names, heights, yerr=yerr, capsize=4, color=[palette[i % len(palette)] for i in range(len(names))])
+    axis.tick_params(axis="x", labelrotation=30, labelsize=8)
     for bar, value in zip(bars, values, strict=True):
         axis.annotate("n/a" if value is None else f"{value:.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                       ha="center", va="bottom", fontsize=9)
@@ -97,31 +135,57 @@ def loss_chart(train_plots: Path, out_file: Path) -> Path | None:
     return out_file
 
 
-def write_report(report: dict, out_dir: Path, train_plots: Path | None = None) -> list[Path]:
+def _cell(value: float | None, stderr: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"
+    return text + (f" ± {stderr:.4f}" if stderr else "")
+
+
+def write_report(report: dict, out_dir: Path, train_plots: Path | None = None, gates: list | None = None,
+                 formats: list[str] | None = None) -> list[Path]:
     """Return the files written: one PNG per headline metric, the loss chart, and `out_dir`/eval.md.
 
-    The PNGs go to `out_dir`/plots and eval.md links them with relative paths, so the folder can
-    be moved or uploaded as a whole.
+    eval.md holds the table of every model and metric, the gates, the charts, a few held-out prompts
+    answered by every model side by side, and the training losses. The PNGs go to `out_dir`/plots
+    and eval.md links them with relative paths, so the folder can be moved or uploaded as a whole.
     """
     out_dir = Path(out_dir)
     plots_dir = out_dir / "plots"
     written: list[Path] = []
     lines = ["# potstill: evaluation", ""]
-    names = [name for name in MODEL_ORDER if name in report] + sorted(set(report) - set(MODEL_ORDER))
-    header = [label for _, _, label, _ in HEADLINE_METRICS]
-    lines += ["| model | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    names = model_names(report)
+    metrics = headline_metrics(report)
+    lines += ["| model | " + " | ".join(label for _, _, label, _ in metrics) + " |",
+              "|---|" + "---|" * len(metrics)]
     for name in names:
-        cells = []
-        for task, metric, _, _ in HEADLINE_METRICS:
-            value, stderr = metric_value(report[name], task, metric)
-            cells.append("n/a" if value is None else f"{value:.4f}" + (f" ± {stderr:.4f}" if stderr else ""))
+        cells = [_cell(*metric_value(report[name], task, metric)) for task, metric, _, _ in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("")
-    for task, metric, label, lower_is_better in HEADLINE_METRICS:
+    lines += ["", "adapter = student-base + the LoRA adapter via peft, scored for held-out NLL and top-1 only "
+              "(it checks the merge). KL and top-1 are against the teacher on the held-out split's assistant "
+              "tokens; ms/token is greedy generation on this machine's CPU after a warm-up.", ""]
+    quantized = [name for name in (formats or []) if name.split("-")[0] in ("quanto", "torchao")]
+    if quantized or formats is None:
+        lines += [f"**Note:** {TIED_EMBEDDING_NOTE}", ""]
+    if gates:
+        lines += ["## Gates", "", "| gate | result | detail |", "|---|---|---|"]
+        for gate in gates:
+            result = ("pass" + (" (within noise)" if gate.warning else "")) if gate.passed else "**FAIL**"
+            lines.append(f"| {gate.name} | {result} | {gate.message} |")
+        lines.append("")
+    for task, metric, label, lower_is_better in metrics:
         file_name = f"{task or 'overall'}_{metric}.png"
         written.append(metric_chart(report, task, metric, label, plots_dir / file_name))
         lines += [f"## {label} ({'lower' if lower_is_better else 'higher'} is better)", "",
                   f"![{label}](plots/{file_name})", ""]
+    answered = [name for name in names if report[name].get("samples")]
+    if answered:
+        lines += ["## Held-out prompts, answered greedily", ""]
+        for index, sample in enumerate(report[answered[0]]["samples"]):
+            lines += [f"**Prompt {index + 1}:** {_inline(sample['prompt'])}", "", "| model | answer |", "|---|---|"]
+            lines += [f"| {name} | {_inline(report[name]['samples'][index]['answer'])} |" for name in answered
+                      if index < len(report[name]["samples"])]
+            lines.append("")
     losses = loss_chart(Path(train_plots), plots_dir / "train_losses.png") if train_plots else None
     if losses is not None:
         written.append(losses)
@@ -132,3 +196,8 @@ def write_report(report: dict, out_dir: Path, train_plots: Path | None = None) -
     write_text_atomic(markdown, "\n".join(lines))
     written.append(markdown)
     return written
+
+
+def _inline(text: str) -> str:
+    """Return text fit for one markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " <br> ").strip() or "(empty)"

@@ -45,7 +45,9 @@ def score_rows(model, tokenizer, rows: list[dict], k: int, max_seq_len: int, bat
         for b, (_, e) in enumerate(chunk):
             ids[b, :len(e["input_ids"])] = torch.tensor(e["input_ids"])
             mask[b, :len(e["input_ids"])] = 1
-        logits = model(input_ids=ids, attention_mask=mask).logits
+        # On the model's device (stages/score.py puts it on the accelerator when there is one).
+        device = next(model.parameters()).device
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         for b, (row_id, e) in enumerate(chunk):
             start, end = e["response_start"], len(e["input_ids"])
             if end <= start:
@@ -53,7 +55,7 @@ def score_rows(model, tokenizer, rows: list[dict], k: int, max_seq_len: int, bat
             # Logits at t-1 predict token t: the targets of tokens start..end-1.
             logprobs = torch.log_softmax(logits[b, start - 1:end - 1].float(), dim=-1)
             top_lps, top_ids = logprobs.topk(k, dim=-1)
-            out[row_id] = (top_ids.to(torch.int32), top_lps)
+            out[row_id] = (top_ids.to(torch.int32).cpu(), top_lps.cpu())
     return out
 
 

@@ -56,6 +56,7 @@ class PromptLimits:
     max_chars: int | None = None
     context_tokens: int | None = None
     default_system: str | None = None
+    instruction: str | None = None  # generate.reasoning_instruction when reasoning is on
 
 
 def estimate_prompt_tokens(messages: list[dict]) -> int:
@@ -66,7 +67,7 @@ def estimate_prompt_tokens(messages: list[dict]) -> int:
 
 def prompt_problem(row: dict, limits: PromptLimits) -> str | None:
     """Return why a valid prompt row cannot be sent (too long for the caps in `limits`), or None."""
-    messages = build_messages(row, limits.default_system)
+    messages = build_messages(row, limits.default_system, limits.instruction)
     chars = sum(len(message["content"]) for message in messages)
     if limits.max_chars is not None and chars > limits.max_chars:
         return (f"prompt {row['id']!r} is {chars} characters (system + user) > teacher.max_prompt_chars "
@@ -138,9 +139,15 @@ def balanced_subset(rows: list[dict], limit: int) -> list[dict]:
     return picked
 
 
-def build_messages(row: dict, default_system: str | None = None) -> list[dict]:
-    """Return the chat messages for a prompt row: its system message (or the default), then the user."""
+def build_messages(row: dict, default_system: str | None = None, instruction: str | None = None) -> list[dict]:
+    """Return the chat messages for a prompt row: its system message (or the default), then the user.
+
+    `instruction` (generate.reasoning_instruction when generate.reasoning is on) ends the system
+    message, the row's own or the default; being part of the messages, it is part of the cache key.
+    """
     system = row.get("system") or default_system
+    if instruction:
+        system = f"{system}\n\n{instruction}" if system else instruction
     messages = [{"role": "system", "content": system}] if system else []
     return messages + [{"role": "user", "content": row["prompt"]}]
 
@@ -358,6 +365,8 @@ def generate(
     default_system: str | None = None,
     ledger: Ledger | None = None,
     cancel: threading.Event | None = None,
+    instruction: str | None = None,
+    what: str = "prompts",
 ) -> tuple[list[dict], dict]:
     """Answer every prompt, from the cache where possible; returns (records in prompt order, stats).
 
@@ -365,13 +374,14 @@ def generate(
     requests in flight and a rerun asks only for what is missing. At most `concurrency`
     requests are in flight. On the first error `cancel` is set (the dispatcher's waits watch
     it), queued requests are dropped, and those in flight finish and are cached before the
-    error propagates.
+    error propagates. `instruction` is appended to each system message (see build_messages);
+    `what` names the rows in the line printed before sending.
     """
     from potstill.ledger import Ledger
 
     ledger = ledger or Ledger()
     cancel = cancel or threading.Event()
-    keyed = [(row, build_messages(row, default_system)) for row in prompts]
+    keyed = [(row, build_messages(row, default_system, instruction)) for row in prompts]
     keys = [request_key(messages, sampling) for _, messages in keyed]
     records: list[dict | None] = [cache.get(key) for key in keys]
     pending = _requests_to_send(records, keys)
@@ -379,7 +389,7 @@ def generate(
              "shared_answers": sum(len(indices) - 1 for indices in pending.values())}
     stats["estimate"] = ledger.estimate([keyed[v[0]][1] for v in pending.values()], sampling.max_tokens)
     if progress:
-        print(ledger.describe_estimate(stats["estimate"], len(prompts), stats["cached"]), file=sys.stderr)
+        print(ledger.describe_estimate(stats["estimate"], len(prompts), stats["cached"], what), file=sys.stderr)
 
     def ask_and_cache(key: str) -> dict:
         record = ask_fn(keyed[pending[key][0]][1])

@@ -13,7 +13,18 @@ import torch
 from transformers import Trainer
 
 from potstill.io import InputError, folder_digest, read_jsonl, state_dir
-from potstill.kd import MISSING_LOGPROB, distillation_loss, hidden_state_loss
+from potstill.kd import (
+    MISSING_LOGPROB,
+    chunked_distillation_loss,
+    distillation_loss,
+    hidden_projections,
+    hidden_state_loss,
+)
+
+# The trainable projections of hidden-state matching hang on the student under this name (so the
+# optimizer and DDP see them) and are saved in each checkpoint as this file (so a resume has them).
+PROJECTION_MODULE = "potstill_hidden_projections"
+PROJECTION_FILE = "hidden_projections.safetensors"
 
 
 def tokenize_chat(tokenizer, messages: list[dict], max_seq_len: int) -> dict:
@@ -50,29 +61,40 @@ def token_string_index(tokenizer) -> dict[str, int]:
 
 
 def align_api_logprobs(
-    tokenizer, response: str, tokens: list[dict], index: dict[str, int], k: int
+    tokenizer, response: str, tokens: list[dict], index: dict[str, int], k: int, counts: dict | None = None
 ) -> tuple[list[list[int]], list[list[float]]] | None:
     """Return per-token top-k (ids, logprobs) for a response, or None if they do not line up.
 
     Re-tokenising the response must give the same tokens the endpoint reported, one for one;
     otherwise the teacher does not share the student's tokenizer and its logprobs are unusable.
+    A top-k alternative whose string maps to no single token id (unknown, or ambiguous like the
+    replacement character) is left out of the targets; with `counts` given, a row that lines up
+    adds its alternatives to counts["top_alternatives"] and the left-out ones to
+    counts["top_alternatives_unmapped"], so they are reported rather than dropped silently.
     """
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     if len(response_ids) != len(tokens):
         return None
     ids, logprobs = [], []
+    alternatives = unmapped = 0
     for token_id, item in zip(response_ids, tokens, strict=True):
         if tokenizer.decode([token_id]) != item["token"]:
             return None
         row_ids, row_lps = [], []
         for text, logprob in item["top"][:k]:
-            if text in index and logprob is not None:
+            alternatives += 1
+            if text not in index:
+                unmapped += 1
+            elif logprob is not None:
                 row_ids.append(index[text])
                 row_lps.append(float(logprob))
         row_ids += [0] * (k - len(row_ids))
         row_lps += [MISSING_LOGPROB] * (k - len(row_lps))
         ids.append(row_ids)
         logprobs.append(row_lps)
+    if counts is not None:
+        counts["top_alternatives"] = counts.get("top_alternatives", 0) + alternatives
+        counts["top_alternatives_unmapped"] = counts.get("top_alternatives_unmapped", 0) + unmapped
     return ids, logprobs
 
 
@@ -81,22 +103,31 @@ def load_api_soft_targets(tokenizer, generated: Path, k: int) -> tuple[dict[str,
 
     Each response text (responses.jsonl) is re-tokenised with the student's tokenizer and must
     give back, token for token, what the endpoint reported (logprobs.jsonl); rows that do not
-    are counted and trained on their text alone.
+    are counted and trained on their text alone. Top-k alternatives that map to no token id are
+    counted (top_alternatives_unmapped of top_alternatives) and reported on stderr.
     """
     responses = {row["id"]: row["messages"][-1]["content"]
                  for _, row in read_jsonl(generated / "responses.jsonl")}
     index = token_string_index(tokenizer)
     targets: dict[str, dict] = {}
-    stats = {"rows_aligned": 0, "rows_misaligned": 0}
+    stats = {"rows_aligned": 0, "rows_misaligned": 0, "top_alternatives": 0, "top_alternatives_unmapped": 0}
     for _, row in read_jsonl(generated / "logprobs.jsonl"):
         if row["id"] not in responses:
             continue
-        aligned = align_api_logprobs(tokenizer, responses[row["id"]], row["tokens"], index, k)
+        aligned = align_api_logprobs(tokenizer, responses[row["id"]], row["tokens"], index, k, counts=stats)
         if aligned is None:
             stats["rows_misaligned"] += 1
             continue
         stats["rows_aligned"] += 1
         targets[row["id"]] = {"kd_ids": aligned[0], "kd_logprobs": aligned[1]}
+    if stats["top_alternatives_unmapped"]:
+        import sys
+
+        print(f"train: {stats['top_alternatives_unmapped']} of {stats['top_alternatives']} top-k alternatives in "
+              f"{generated / 'logprobs.jsonl'} map to no single token id of the student's tokenizer (unknown or "
+              "ambiguous strings); their probability joins the mass outside the top-k (kd.tail; metrics: "
+              "top_alternatives_unmapped)",
+              file=sys.stderr)
     return targets, stats
 
 
@@ -195,45 +226,72 @@ def read_layer_map(student_dir: Path) -> dict[int, int]:
     path = Path(student_dir) / LAYER_MAP_FILE
     if not path.exists():
         raise InputError(f"{path}: not found; kd.hidden_weight > 0 needs a student pruned from the teacher "
-                         "by the prepare stage (or set kd.hidden_weight: 0)")
+                         "by the prepare stage, or kd.hidden_layer_map (or set kd.hidden_weight: 0)")
     return {int(student): int(teacher) for student, teacher in json.loads(path.read_text()).items()}
 
 
 def check_hidden_matching(student, teacher, layer_map: dict[int, int]) -> None:
-    """Raise InputError unless every mapped layer exists and student and teacher widths agree."""
+    """Raise InputError unless every mapped student and teacher layer exists.
+
+    Widths may differ: the trainer then learns a projection per mapped layer.
+    """
     n_student, n_teacher = len(decoder_layers(student)), len(decoder_layers(teacher))
-    if sorted(layer_map) != list(range(n_student)) or max(layer_map.values()) >= n_teacher:
+    fits = all(0 <= s < n_student and 0 <= t < n_teacher for s, t in layer_map.items())
+    if not layer_map or not fits:
         raise InputError(f"kd.hidden_weight: the layer map {layer_map} does not fit a {n_student}-layer "
-                         f"student and a {n_teacher}-layer teacher; rerun prepare (or set kd.hidden_weight: 0)")
-    widths = (student.config.hidden_size, teacher.config.hidden_size)
-    if widths[0] != widths[1]:
-        raise InputError(f"kd.hidden_weight: student width {widths[0]} differs from the teacher's {widths[1]}; "
-                         "hidden-state matching supports layer-pruned students of equal width only "
-                         "(set kd.hidden_weight: 0)")
+                         f"student and a {n_teacher}-layer teacher; fix kd.hidden_layer_map or rerun prepare "
+                         "(or set kd.hidden_weight: 0)")
+
+
+def chunkable_head(model) -> torch.nn.Linear | None:
+    """Return the student's LM head if the chunked loss can stand in for it, else None.
+
+    The chunked loss multiplies the final hidden states by the head's weight itself; that is only
+    the model's own logits for a plain bias-free Linear head (not one wrapped by peft, e.g. LoRA on
+    lm_head) in a model that does no more to its logits (Gemma-2's soft-capping) and can skip
+    them (`logits_to_keep`).
+    """
+    import inspect
+
+    head = model.get_output_embeddings()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if type(head) is not torch.nn.Linear or head.bias is not None:
+        return None
+    if getattr(base.config, "final_logit_softcapping", None) or getattr(base.config, "logit_scale", None):
+        return None
+    if "logits_to_keep" not in inspect.signature(base.forward).parameters:
+        return None
+    return head
 
 
 class DistillTrainer(Trainer):
     """HF Trainer whose loss mixes CE, KD on stored teacher top-k and optional hidden-state matching.
 
-    Each term is logged apart (ce_loss, kd_loss, hidden_loss). With `hidden_weight` > 0 the
-    teacher runs frozen on the same batch; it is kept off the model so it never reaches the
-    optimizer or DDP.
+    Each term is logged apart (ce_loss, kd_loss, hidden_loss). The model returns its final hidden
+    states, not its logits: the loss projects them chunk by chunk (`kd_chunk_rows` rows at a time).
+    With `hidden_weight` > 0 the teacher runs frozen on the same batch; it is kept off the model so
+    it never reaches the optimizer or DDP. A student of another width than its teacher gets a
+    trainable projection per mapped layer, attached to the model (the optimizer and DDP see it) and
+    saved beside each checkpoint (a resumed run gets it back).
     """
 
-    def __init__(self, *args, kd_alpha: float, kd_temperature: float, capture_temperature: float,
-                 kd_tail: str, kd_loss: str = "forward_kl", jsd_beta: float = 0.5, teacher=None,
-                 layer_map: dict[int, int] | None = None, hidden_weight: float = 0.0,
+    def __init__(self, model, *args, kd_alpha: float, kd_temperature: float, capture_temperature: float,
+                 kd_tail: str, kd_loss: str = "forward_kl", jsd_beta: float = 0.5, kd_chunk_rows: int = 1024,
+                 teacher=None, layer_map: dict[int, int] | None = None, hidden_weight: float = 0.0,
                  hidden_loss: str = "cosine", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.kd_alpha, self.kd_temperature = kd_alpha, kd_temperature
-        self.capture_temperature, self.kd_tail = capture_temperature, kd_tail
-        self.kd_loss, self.jsd_beta = kd_loss, jsd_beta
-        self.hidden_weight, self.hidden_loss, self.layer_map = hidden_weight, hidden_loss, layer_map
-        self.teacher = teacher
         if hidden_weight > 0:
             if teacher is None or not layer_map:
                 raise ValueError("hidden_weight > 0 needs a teacher and a layer map")
             teacher.eval().requires_grad_(False)
+            projections = hidden_projections(layer_map, model.config.hidden_size, teacher.config.hidden_size)
+            if len(projections):
+                model.add_module(PROJECTION_MODULE, projections)
+        super().__init__(model, *args, **kwargs)
+        self.kd_alpha, self.kd_temperature = kd_alpha, kd_temperature
+        self.capture_temperature, self.kd_tail = capture_temperature, kd_tail
+        self.kd_loss, self.jsd_beta, self.kd_chunk_rows = kd_loss, jsd_beta, kd_chunk_rows
+        self.hidden_weight, self.hidden_loss, self.layer_map = hidden_weight, hidden_loss, layer_map
+        self.teacher = teacher
         self._terms: dict[str, list[float]] = defaultdict(list)
 
     def _teacher_layers(self, inputs) -> list[torch.Tensor]:
@@ -247,23 +305,53 @@ class DistillTrainer(Trainer):
         labels = inputs.pop("labels")
         matching = self.hidden_weight > 0
         unwrapped = self.accelerator.unwrap_model(model)
+        # FSDP shards the head's weight outside its forward pass: the full logits are needed there.
+        head = None if self.is_fsdp_enabled else chunkable_head(unwrapped)
+        # Logits for no position at all; the last hidden state (after the final norm) instead.
+        skip_logits = {"logits_to_keep": torch.zeros_like(labels, dtype=torch.bool),
+                       "output_hidden_states": True} if head is not None else {}
         with recording_layer_outputs(unwrapped) if matching else contextlib.nullcontext([]) as student_layers:
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        loss, ce, kd = distillation_loss(
-            outputs.logits, labels, kd_ids, kd_logprobs, kd_mask, alpha=self.kd_alpha,
-            temperature=self.kd_temperature, capture_temperature=self.capture_temperature,
-            tail=self.kd_tail, loss=self.kd_loss, jsd_beta=self.jsd_beta,
-        )
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **skip_logits)
+        settings = dict(alpha=self.kd_alpha, temperature=self.kd_temperature,
+                        capture_temperature=self.capture_temperature, tail=self.kd_tail, loss=self.kd_loss,
+                        jsd_beta=self.jsd_beta)
+        if head is not None:
+            loss, ce, kd = chunked_distillation_loss(outputs.hidden_states[-1], head.weight, labels, kd_ids,
+                                                     kd_logprobs, kd_mask, chunk_rows=self.kd_chunk_rows, **settings)
+        else:
+            loss, ce, kd = distillation_loss(outputs.logits, labels, kd_ids, kd_logprobs, kd_mask, **settings)
         prefix = "" if model.training else "eval_"
         self._terms[f"{prefix}ce_loss"].append(float(ce))
         if kd is not None:
             self._terms[f"{prefix}kd_loss"].append(float(kd))
         if matching:
             hidden = hidden_state_loss(student_layers, self._teacher_layers(inputs), self.layer_map,
-                                       labels, self.hidden_loss)
+                                       labels, self.hidden_loss, getattr(unwrapped, PROJECTION_MODULE, None))
             loss = loss + self.hidden_weight * hidden
             self._terms[f"{prefix}hidden_loss"].append(float(hidden.detach()))
         return (loss, outputs) if return_outputs else loss
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        projections = getattr(self.accelerator.unwrap_model(self.model), PROJECTION_MODULE, None)
+        if projections is not None and self.args.should_save:
+            from safetensors.torch import save_file
+
+            output_dir = output_dir if output_dir is not None else self.args.output_dir
+            save_file({key: value.detach().cpu().contiguous() for key, value in projections.state_dict().items()},
+                      str(Path(output_dir) / PROJECTION_FILE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        projections = getattr(self.accelerator.unwrap_model(self.model), PROJECTION_MODULE, None)
+        path = Path(resume_from_checkpoint) / PROJECTION_FILE
+        if projections is not None:
+            if not path.is_file():
+                raise InputError(f"{path}: not found; this checkpoint was saved without the hidden-state "
+                                 f"projections; delete {resume_from_checkpoint} to start over")
+            from safetensors.torch import load_file
+
+            projections.load_state_dict(load_file(str(path)))
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         evaluating = any(key.startswith("eval_") for key in logs)

@@ -8,11 +8,16 @@ port for the duration of the stage. Answers are cached by content in the state d
 endpoints (`teacher.base_url` may list several), retried with backoff, paced to `teacher.rpm` /
 `teacher.tpm` and stopped before `teacher.max_cost` / `teacher.max_tokens_total` is crossed; the
 ledger (requests, retries, errors by kind, tokens, tokens/s, cost) goes to metrics/generate.json.
+With `generate.reasoning` the teacher is asked to think step by step and the trace stays in the
+answer; with `generate.synthesize: N` it first writes up to N new prompts (synth_prompts.jsonl),
+which are answered with the others. A lock file in the state directory keeps a second run that
+shares it from starting.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,10 +28,20 @@ from potstill.cli import friendly_errors
 from potstill.dispatch import build_dispatcher
 from potstill.io import state_dir, write_json, write_jsonl
 from potstill.ledger import Ledger, Price
+from potstill.locks import exclusive_lock
 from potstill.models import find_teacher_gguf
 from potstill.params import load_params
 from potstill.server import llama_cpp_server
-from potstill.teacher import PromptLimits, ResponseCache, Sampling, TeacherError, generate, read_prompts
+from potstill.synth import describe, synthesize_prompts
+from potstill.teacher import (
+    PromptLimits,
+    ResponseCache,
+    Sampling,
+    TeacherError,
+    balanced_subset,
+    generate,
+    read_prompts,
+)
 
 # llama-cpp-python computes logprobs from the raw logits whatever the sampling temperature
 # (tests/test_teacher_server.py checks this against transformers).
@@ -75,13 +90,18 @@ def run_generate(params_path: Path, prompts_path: Path, out_dir: Path, progress:
     limits = PromptLimits(
         max_tokens=teacher.max_tokens, max_chars=teacher.max_prompt_chars,
         context_tokens=teacher.context_tokens, default_system=gen.system_prompt,
+        instruction=gen.reasoning_instruction if gen.reasoning else None,
     )
-    prompts, bad = read_prompts(prompts_path, limit=gen.n_examples, on_bad=gen.on_bad_prompt, limits=limits)
+    shipped, bad = read_prompts(prompts_path, on_bad=gen.on_bad_prompt, limits=limits)
     report_bad_prompts(bad, prompts_path)
+    prompts = balanced_subset(shipped, gen.n_examples) if gen.n_examples else shipped
     cache = ResponseCache(state_dir() / "teacher-cache")
     ledger = Ledger(Price.from_param(teacher.price_per_1k_tokens), teacher.max_cost, teacher.max_tokens_total)
+    synthesized, synthesis = [], None
 
     with contextlib.ExitStack() as stack:
+        # Two runs on one cache would each ask for what the other is asking: the second one stops.
+        stack.enter_context(exclusive_lock(state_dir() / "generate.lock", "generate"))
         urls, labels, endpoint = start_endpoints(teacher, stack)
         dispatcher = build_dispatcher(urls, teacher, sampling, ledger, labels, log=log)
         slots = len(urls) * teacher.max_concurrency_per_endpoint
@@ -90,9 +110,22 @@ def run_generate(params_path: Path, prompts_path: Path, out_dir: Path, progress:
                 f"teacher.max_concurrency_per_endpoint {teacher.max_concurrency_per_endpoint}: "
                 f"at most {slots} in flight")
         try:
+            if gen.synthesize:
+                # Prompts, not token distributions: no logprobs (llama.cpp is ~4.5x slower with them).
+                synthesis_sampling = dataclasses.replace(sampling, logprobs=0)
+
+                def answer(requests: list[dict]) -> list[dict]:
+                    results, _ = generate(requests, dispatcher, synthesis_sampling, cache, concurrency=gen.concurrency,
+                                          progress=progress, ledger=ledger, cancel=dispatcher.cancel,
+                                          what="synthesis requests")
+                    return [item["record"] for item in results]
+
+                synthesized, synthesis = synthesize_prompts(shipped, gen, answer, limits)
+                log(describe(synthesis))
             results, stats = generate(
-                prompts, dispatcher, sampling, cache, concurrency=gen.concurrency, progress=progress,
+                prompts + synthesized, dispatcher, sampling, cache, concurrency=gen.concurrency, progress=progress,
                 default_system=gen.system_prompt, ledger=ledger, cancel=dispatcher.cancel,
+                instruction=limits.instruction,
             )
         except TeacherError:
             log(f"teacher ledger of the stopped run: {ledger.summary()}")
@@ -116,9 +149,19 @@ def run_generate(params_path: Path, prompts_path: Path, out_dir: Path, progress:
 
     write_jsonl(out_dir / "responses.jsonl", responses)
     write_jsonl(out_dir / "logprobs.jsonl", logprobs)
+    # Keys for the optional features only when they are on: with them off the outputs stay
+    # byte-identical, so turning nothing on reruns nothing downstream.
+    extras = {}
+    if gen.reasoning:
+        extras["reasoning_instruction"] = gen.reasoning_instruction
+    if gen.synthesize:
+        write_jsonl(out_dir / "synth_prompts.jsonl", synthesized)
+        extras["synthesized_prompts"] = len(synthesized)
+        stats["synthesis"] = synthesis
     write_json(out_dir / "manifest.json", {
         "teacher_model": sampling.model, "endpoint": endpoint, "logprobs_k": sampling.logprobs,
         "rows": len(responses), "rows_with_logprobs": len(logprobs), "prompts_file": str(prompts_path),
+        **extras,
     })
     stats["rows_with_logprobs"] = len(logprobs)
     stats["bad_prompts"] = {"count": len(bad), "lines": bad}
@@ -146,6 +189,7 @@ def main(
         f"{ledger['requests']} requests ({ledger['retries']} retries; errors {errors}), "
         f"{ledger['completion_tokens_per_s']} completion tok/s, cost {ledger['cost']}, "
         f"{stats['bad_prompts']['count']} bad prompt lines skipped"
+        + (f", {stats['synthesis']['accepted']} prompts synthesized" if "synthesis" in stats else "")
     )
 
 

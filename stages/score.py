@@ -15,6 +15,7 @@ import torch
 import typer
 
 from potstill.cli import friendly_errors
+from potstill.device import describe, resolve_device, resolve_dtype
 from potstill.io import read_jsonl
 from potstill.models import load_checked
 from potstill.params import load_params
@@ -23,8 +24,8 @@ from potstill.score import save_soft_targets, score_rows, tokenizer_fingerprint
 
 def run_score(params_path: Path, teacher_dir: Path, curated: Path, out_dir: Path) -> dict:
     """Score the curated train/val rows with the teacher; write the sidecar; return its size."""
-    params = load_params(params_path, "kd", "train")
-    kd, train = params["kd"], params["train"]
+    params = load_params(params_path, "kd", "train", "hardware")
+    kd, train, hardware = params["kd"], params["train"], params["hardware"]
     from transformers import AutoTokenizer
 
     torch.manual_seed(0)
@@ -32,8 +33,11 @@ def run_score(params_path: Path, teacher_dir: Path, curated: Path, out_dir: Path
     targets = {}
     if kd.source == "local":
         rows = [row for split in ("train", "val") for _, row in read_jsonl(curated / f"{split}.jsonl")]
-        targets = score_rows(load_checked(teacher_dir), tokenizer, rows, kd.top_k, train.max_seq_len,
-                             kd.score_batch_size)
+        device = resolve_device(hardware.device)
+        dtype = resolve_dtype(hardware.dtype, device)
+        typer.echo(f"score: teacher on {describe(device, dtype)}")
+        teacher = load_checked(teacher_dir, dtype=dtype).to(device)
+        targets = score_rows(teacher, tokenizer, rows, kd.top_k, train.max_seq_len, kd.score_batch_size)
     manifest = {"source": kd.source, "k": kd.top_k, "logprob_temperature": 1.0,
                 "tokenizer": tokenizer_fingerprint(tokenizer), "vocab_size": len(tokenizer)}
     save_soft_targets(out_dir, targets, manifest)

@@ -29,9 +29,11 @@ import torch
 import typer
 
 from potstill.cli import friendly_errors
+from potstill.device import describe, resolve_device, resolve_dtype
 from potstill.io import InputError, atomic_dir
 from potstill.params import load_params
 from potstill.train import (
+    PROJECTION_MODULE,
     DistillCollator,
     DistillTrainer,
     build_dataset,
@@ -69,8 +71,8 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
     `teacher_dir` (the local teacher checkpoint) is read with kd.source local: its size for the
     teacher-vs-student check, and its hidden states when kd.hidden_weight > 0.
     """
-    params = load_params(params_path, "kd", "train", "lora")
-    kd, train, lora = params["kd"], params["train"], params["lora"]
+    params = load_params(params_path, "kd", "train", "lora", "hardware")
+    kd, train, lora, hardware = params["kd"], params["train"], params["lora"], params["hardware"]
     from dvclive import Live
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
@@ -91,7 +93,8 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
                              f"teacher checkpoint folder (got {teacher_dir}), or set kd.hidden_weight: 0")
         from potstill.models import load_checked
 
-        teacher, layer_map = load_checked(teacher_dir), read_layer_map(student_dir)
+        teacher = load_checked(teacher_dir)
+        layer_map = dict(kd.hidden_layer_map) if kd.hidden_layer_map else read_layer_map(student_dir)
         check_hidden_matching(model, teacher, layer_map)
     if train.method == "lora":
         model = get_peft_model(model, LoraConfig(
@@ -105,20 +108,29 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
         [student_dir, *splits.values(), soft_targets_dir, generated / "logprobs.jsonl",
          *([teacher_dir] if teacher is not None else [])],  # hidden matching learns from the teacher's weights
     )
+    select_best = train.select_best and has_val
+    if train.select_best and not has_val:
+        typer.echo("train: warning: train.select_best needs a validation split (curate.val_fraction > 0); "
+                   "keeping the last checkpoint", err=True)
     resume = last_complete_checkpoint(checkpoints)
     if resume:
         typer.echo(f"train: resuming from {resume}")
-    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    device = resolve_device(hardware.device)
+    dtype = resolve_dtype(hardware.dtype, device)
+    typer.echo(f"train: {describe(device, dtype)}")
     args = TrainingArguments(
         output_dir=str(checkpoints), max_steps=train.max_steps, learning_rate=train.learning_rate,
         lr_scheduler_type=train.lr_scheduler, warmup_steps=train.warmup_steps,
         per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
-        gradient_accumulation_steps=train.grad_accum, bf16=use_bf16,
+        gradient_accumulation_steps=train.grad_accum, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         logging_steps=train.logging_steps, eval_strategy="steps" if has_val else "no",
-        eval_steps=max(train.max_steps // 4, 1), save_strategy="steps", save_steps=train.save_steps,
+        # select_best compares checkpoints by validation loss, so evaluation runs at every checkpoint.
+        eval_steps=train.save_steps if select_best else max(train.max_steps // 4, 1),
+        save_strategy="steps", save_steps=train.save_steps,
+        load_best_model_at_end=select_best, metric_for_best_model="eval_loss", greater_is_better=False,
         save_total_limit=2, report_to=[], remove_unused_columns=False, seed=train.seed,
-        data_seed=train.seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        data_seed=train.seed, use_cpu=device.type == "cpu", dataloader_num_workers=0,
     )
     # Under accelerate launch every process runs this function; only the main one writes outputs.
     is_main = args.process_index == 0
@@ -136,12 +148,14 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
         callbacks=[step_aligned_dvclive_callback(live)] if is_main else [],
         kd_alpha=kd.alpha if kd.source != "none" else 0.0, kd_temperature=kd.temperature,
         capture_temperature=capture_temperature, kd_tail=kd.tail, kd_loss=kd.loss, jsd_beta=kd.jsd_beta,
+        kd_chunk_rows=kd.chunk_rows,
         teacher=teacher, layer_map=layer_map, hidden_weight=kd.hidden_weight, hidden_loss=kd.hidden_loss,
     )
     result = trainer.train(resume_from_checkpoint=resume)
     final = {"train_loss": result.training_loss, "global_step": result.global_step, **align_stats,
              "train_rows": len(data["train"]), "val_rows": len(data["val"]) if has_val else 0,
-             "resumed_from_step": int(resume.rsplit("-", 1)[-1]) if resume else 0}
+             "resumed_from_step": int(resume.rsplit("-", 1)[-1]) if resume else 0,
+             "selected_step": _step_of(trainer.state.best_model_checkpoint) if select_best else result.global_step}
     if has_val:
         final.update(trainer.evaluate())  # every process: evaluation gathers across them
     final["warnings"] = warnings
@@ -149,6 +163,8 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
     state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if not is_main:
         return final
+    # Hidden-state projections only served the loss: the student does not keep them.
+    state_dict = {key: value for key, value in state_dict.items() if PROJECTION_MODULE not in key}
     live.summary.update({f"final/{key}": value for key, value in final.items() if isinstance(value, int | float)})
     live.summary["warnings"] = warnings
     live.end()
@@ -158,6 +174,11 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
     # The output is safe: the checkpoints have done their job.
     shutil.rmtree(checkpoints, ignore_errors=True)
     return final
+
+
+def _step_of(checkpoint: str | None) -> int:
+    """Return the step of a `checkpoint-N` folder name (0 when there is none)."""
+    return int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else 0
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

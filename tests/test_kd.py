@@ -186,3 +186,81 @@ def test_hidden_loss_sends_gradient_to_the_student_only_and_ignores_prompt_posit
     empty = hidden_state_loss(layer_outputs(student, ids), layer_outputs(teacher, ids), layer_map,
                               torch.full_like(ids, -100))
     assert empty == 0
+
+
+def soft_target_batch(seed=0, batch=2, length=9, width=8, vocab=40, k=5):
+    """Hidden states, an LM head, labels with a prompt, top-k soft targets with one empty slot."""
+    torch.manual_seed(seed)
+    hidden = torch.randn(batch, length, width, dtype=torch.float64, requires_grad=True)
+    head = torch.randn(vocab, width, dtype=torch.float64, requires_grad=True)
+    teacher = torch.log_softmax(torch.randn(batch, length, vocab), -1)
+    lps, ids = teacher.topk(k, -1)
+    lps[0, 5, -1] = MISSING_LOGPROB  # an API top-k slot whose token string did not map to an id
+    labels = teacher.argmax(-1)
+    labels[:, :3] = -100  # the prompt
+    labels[1, 7] = -100
+    kd_mask = labels != -100
+    kd_mask[0, 6] = False  # a labelled token without soft targets
+    return hidden, head, labels, ids, lps, kd_mask
+
+
+@pytest.mark.parametrize("tail", ["bucket", "renorm"])
+@pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "jsd"])
+@pytest.mark.parametrize(("alpha", "chunk_rows"), [(0.3, 3), (1.0, 1), (0.0, 4), (0.5, 1000)])
+def test_chunked_loss_equals_the_full_logits_loss_in_value_and_gradient(kind, tail, alpha, chunk_rows):
+    from potstill.kd import chunked_distillation_loss
+
+    hidden, head, labels, ids, lps, kd_mask = soft_target_batch()
+    settings = dict(alpha=alpha, temperature=2.0, capture_temperature=1.5, tail=tail, loss=kind, jsd_beta=0.3)
+    expected = distillation_loss(hidden @ head.T, labels, ids, lps, kd_mask, **settings)
+    expected_grads = torch.autograd.grad(expected[0], [hidden, head])
+    got = chunked_distillation_loss(hidden, head, labels, ids, lps, kd_mask, chunk_rows=chunk_rows, **settings)
+    got_grads = torch.autograd.grad(got[0], [hidden, head])
+    assert torch.allclose(got[0], expected[0]) and torch.allclose(got[1], expected[1])
+    assert (got[2] is None) == (expected[2] is None) == (alpha == 0)
+    if alpha:
+        assert torch.allclose(got[2], expected[2])
+    for got_grad, expected_grad in zip(got_grads, expected_grads, strict=True):
+        assert torch.isfinite(got_grad).all()
+        assert torch.allclose(got_grad, expected_grad, atol=1e-6)
+
+
+def test_chunked_loss_trains_only_what_requires_grad_and_survives_a_batch_without_labels():
+    from potstill.kd import chunked_distillation_loss
+
+    hidden, head, labels, ids, lps, kd_mask = soft_target_batch()
+    frozen = head.detach()  # a LoRA student: the LM head is frozen
+    loss, _, _ = chunked_distillation_loss(hidden, frozen, labels, ids, lps, kd_mask, alpha=0.5, temperature=2.0)
+    loss.backward()
+    assert hidden.grad.abs().sum() > 0 and hidden.grad[:, 2:].abs().sum() > 0
+    assert hidden.grad[:, :2].abs().max() == 0  # their next token is prompt: no loss reads them
+    with torch.no_grad():
+        assert torch.isfinite(chunked_distillation_loss(hidden, head, labels, ids, lps, kd_mask, 0.5, 2.0)[0])
+    loss, ce, kd = chunked_distillation_loss(hidden, head, torch.full_like(labels, -100), ids, lps, kd_mask,
+                                             alpha=0.5, temperature=2.0)
+    assert float(loss) == 0 and kd is None and loss.requires_grad
+
+
+@pytest.mark.parametrize("kind", ["reverse_kl", "jsd"])
+def test_empty_topk_slots_give_finite_gradients_for_every_divergence(kind):
+    hidden, head, labels, ids, lps, kd_mask = soft_target_batch()
+    for tail in ("bucket", "renorm"):
+        loss, _, _ = distillation_loss(hidden @ head.T, labels, ids, lps, kd_mask, alpha=1.0, temperature=2.0,
+                                       tail=tail, loss=kind)
+        assert torch.isfinite(torch.autograd.grad(loss, hidden)[0]).all()
+
+
+def test_a_projection_maps_a_narrower_student_onto_the_teacher_and_is_trained():
+    from potstill.kd import hidden_projections, hidden_state_loss
+
+    torch.manual_seed(0)
+    labels = torch.ones(2, 6, dtype=torch.long)
+    student = [torch.randn(2, 6, 16, requires_grad=True) for _ in range(2)]
+    teacher = [torch.randn(2, 6, 32) for _ in range(4)]
+    assert len(hidden_projections({0: 1, 1: 3}, 32, 32)) == 0  # equal widths: compared as they are
+    projections = hidden_projections({0: 1, 1: 3}, 16, 32)
+    assert sorted(projections) == ["0", "1"] and projections["0"].weight.shape == (32, 16)
+    hidden_state_loss(student, teacher, {0: 1, 1: 3}, labels, "mse", projections).backward()
+    assert all(p.grad.abs().sum() > 0 for p in projections.parameters())
+    empty = hidden_state_loss(student, teacher, {0: 1, 1: 3}, torch.full_like(labels, -100), "mse", projections)
+    assert float(empty) == 0 and empty.requires_grad

@@ -41,7 +41,7 @@ def test_every_shipped_param_has_a_comment():
         ({"teacher": {"temperature": -0.1}}, "teacher.temperature"),
         ({"train": {"max_steps": "many"}}, "train.max_steps: Input should be a valid integer"),
         ({"kd": {"source": "telepathy"}}, "kd.source: Input should be 'local', 'api' or 'none'"),
-        ({"quantize": {"weights": "int3"}}, "quantize.weights"),
+        ({"quantize": {"formats": ["int3"]}}, "quantize.formats: Value error, unknown format(s) ['int3']; allowed"),
         ({"teacher": {"base_url": "localhost:8000"}}, "teacher.base_url"),
         ({"student": {"keep_layers": [3, 1]}}, "student.keep_layers"),
     ],

@@ -8,7 +8,9 @@ from conftest import override_params, run
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["prepare", "generate", "curate", "score", "train", "merge", "quantize", "evaluate"]
+FORMATS = ["quanto-int8", "gguf-q8_0"]  # quantize.formats in params.yaml
+STAGES = ["prepare", "generate", "curate", "score", "train", "merge", *(f"quantize@{fmt}" for fmt in FORMATS),
+          "quantize@quanto-int4", "evaluate"]
 
 
 def ran_stages(output: str) -> list[str]:
@@ -20,7 +22,9 @@ def test_every_stage_writes_its_outputs(pipeline):
     for path in ("models/teacher/model.safetensors", "models/student-base/potstill_layer_map.json",
                  "data/generated/responses.jsonl", "data/curated/train.jsonl",
                  "data/soft-targets/soft_targets.safetensors", "models/adapter/adapter_config.json",
-                 "models/merged/model.safetensors", "models/quantized/potstill_quantization.json",
+                 "models/merged/model.safetensors", "models/quantized/quanto-int8/potstill_quantization.json",
+                 "models/quantized/quanto-int8/README.md", "models/quantized/gguf-q8_0/model.gguf",
+                 "metrics/quantize/gguf-q8_0.json", "reports/model_cards/gguf-q8_0.md", "reports/eval.md",
                  "metrics/eval.json", "metrics/train/metrics.json", "data/curated/report.md"):
         assert (pipeline / path).exists(), path
     layer_map = json.loads((pipeline / "models/student-base/potstill_layer_map.json").read_text())
@@ -31,9 +35,13 @@ def test_every_stage_writes_its_outputs(pipeline):
 
 def test_metrics_cover_every_model_and_task(pipeline):
     report = json.loads((pipeline / "metrics/eval.json").read_text())
-    assert set(report) == {"teacher", "student_base", "merged", "quantized"}
+    assert set(report) == {"teacher", "student_base", "adapter", "merged", *FORMATS, "gates"}
+    assert all(gate["passed"] == 1 for gate in report.pop("gates").values())
+    assert abs(report.pop("adapter")["heldout_nll"] - report["merged"]["heldout_nll"]) < 1e-3
     for name, scores in report.items():
         assert 0 <= scores["potstill_mc"]["acc"] <= 1, name
+        assert scores["kl_vs_teacher"] >= 0 and 0 <= scores["top1_vs_teacher"] <= 1, name
+        assert scores["ms_per_token"] > 0 and scores["size_bytes"] > 0 and 0 <= scores["ece"] <= 1, name
         assert 0 <= scores["potstill_gen"]["exact_match"] <= 1, name
         assert scores["heldout_nll"] > 0, name
     # The teacher wrote the held-out answers: it must find them far likelier than a 2-layer cut.
@@ -53,10 +61,23 @@ def test_evaluate_param_reruns_only_evaluate(pipeline):
     assert ran_stages(output) == ["evaluate"], output
 
 
+def test_adding_a_format_builds_only_that_format_and_evaluate(pipeline):
+    import shutil
+
+    override_params(pipeline / "params.yaml", {"quantize": {"formats": [*FORMATS, "quanto-int4"]}})
+    output = run(["dvc", "repro"], pipeline).stdout
+    assert ran_stages(output) == ["quantize@quanto-int4", "evaluate"], output
+    assert "quanto-int4" in json.loads((pipeline / "metrics/eval.json").read_text())
+    # Back to the committed list; the extra folder is no longer an output: remove it before the next commit.
+    override_params(pipeline / "params.yaml", {"quantize": {"formats": FORMATS}})
+    shutil.rmtree(pipeline / "models/quantized/quanto-int4")
+    (pipeline / "metrics/quantize/quanto-int4.json").unlink()
+
+
 def test_lora_rank_reruns_train_merge_quantize_evaluate(pipeline):
     override_params(pipeline / "params.yaml", {"lora": {"r": 2}})
     output = run(["dvc", "repro"], pipeline).stdout
-    assert ran_stages(output) == ["train", "merge", "quantize", "evaluate"], output
+    assert ran_stages(output) == ["train", "merge", *(f"quantize@{fmt}" for fmt in FORMATS), "evaluate"], output
     run(["git", "add", "-A"], pipeline)
     run(["git", "commit", "-qm", "lora r=2"], pipeline)
 

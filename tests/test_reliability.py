@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -132,6 +133,50 @@ def test_generate_killed_midway_reruns_asking_only_the_missing_prompts(tmp_path)
     assert sorted(ids) == sorted(row["id"] for row in rows) and len(ids) == len(set(ids)) == 40
 
 
+def test_a_second_generate_on_the_same_state_dir_waits_for_the_first_then_asks_nothing(tmp_path):
+    """Checks two generate runs on one state dir: the second waits (naming the lock and the first's PID), then
+    takes every answer from the cache the first one filled (what `dvc queue start -j 2` needs)."""
+    prompts, env = write_prompts(tmp_path / "prompts.jsonl", prompt_rows(12)), stage_env(tmp_path)
+    lock, release = tmp_path / "state" / "generate.lock", threading.Event()
+
+    def held_answer(messages: list[dict]) -> str:
+        release.wait(60)  # the first run stays mid-request until the second one is seen waiting
+        return "an answer"
+
+    with FakeOpenAI(responder=held_answer) as server:
+        params = stage_params(tmp_path, base_url=server.base_url, max_concurrency_per_endpoint=1, timeout_s=90)
+
+        def cmd(name: str) -> list[str]:
+            return stage_cmd("generate", "--params", params, "--prompts", prompts, "--out", tmp_path / name,
+                             "--metrics", tmp_path / f"{name}.json")
+
+        first = subprocess.Popen(cmd("first"), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        deadline = time.monotonic() + 60
+        while not server.arrivals and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first run holds the lock and is asking
+        second_log = tmp_path / "second.stderr"
+        with second_log.open("w") as second_stderr:
+            second = subprocess.Popen(cmd("second"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=second_stderr, text=True)
+            deadline = time.monotonic() + 120
+            while "holds this lock" not in second_log.read_text() and second.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)  # the second run starts up and reaches the lock
+            assert second.poll() is None, second_log.read_text()[-3000:]  # waiting, not failed
+            release.set()
+            _, first_err = first.communicate(timeout=120)
+            second.wait(timeout=120)
+        second_err = second_log.read_text()
+    assert first.returncode == 0, first_err[-3000:]
+    assert second.returncode == 0, second_err[-3000:]
+    assert f"{lock}: another generate run (PID {first.pid}) holds this lock" in second_err
+    assert sorted(server.answered.values()) == [1] * 12  # the second run asked nothing
+    assert len((tmp_path / "second" / "responses.jsonl").read_text().splitlines()) == 12
+    third = subprocess.run(cmd("third"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert third.returncode == 0 and "all answered in the cache" in third.stderr  # released at exit
+
+
 @pytest.fixture(scope="module")
 def adapter_dir(tiny_model_dir, tokenizer, tmp_path_factory) -> Path:
     """Return a LoRA adapter folder (with tokenizer) trained on nothing but randomly initialised."""
@@ -166,7 +211,8 @@ def test_quantize_killed_while_saving_leaves_no_half_folder_and_reruns(delay_s, 
     """Checks a quantize SIGKILLed mid-save leaves its folder absent or complete, and a rerun loads."""
     out, metrics, env = tmp_path / "quantized", tmp_path / "quantize.json", stage_env(tmp_path)
     params = stage_params(tmp_path)
-    cmd = stage_cmd("quantize", "--params", params, "--merged", tiny_model_dir, "--out", out, "--metrics", metrics)
+    cmd = stage_cmd("quantize", "--params", params, "--format", "quanto-int8", "--merged", tiny_model_dir, "--out",
+                    out, "--metrics", metrics)
     saw_tmp, code = kill_when_tmp_sibling_appears(cmd, env, out, delay_s)
     assert saw_tmp or code == 0, f"quantize exited {code} before writing anything"
     if out.exists():
@@ -206,6 +252,58 @@ def test_api_key_never_reaches_outputs_metrics_cache_or_logs(tmp_path):
     assert [path for path in written if SECRET.encode() in path.read_bytes()] == []
     for proc in outputs:
         assert SECRET not in proc.stdout and SECRET not in proc.stderr
+
+
+def files_holding(secret: bytes, roots: list[Path]) -> tuple[list[Path], int]:
+    """Return (files under `roots` whose bytes contain `secret`, files scanned).
+
+    Read in chunks (the models are hundreds of MB) with an overlap, so a secret across a chunk
+    boundary is still found; git's loose objects are zlib-compressed and are scanned inflated.
+    """
+    import zlib
+
+    found, scanned = [], 0
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+            scanned += 1
+            with path.open("rb") as handle:
+                tail = b""
+                while chunk := handle.read(1 << 24):
+                    if secret in tail + chunk:
+                        found.append(path)
+                        break
+                    tail = chunk[-len(secret):]
+            if ".git/objects/" in path.as_posix() and path not in found:
+                try:
+                    if secret in zlib.decompress(path.read_bytes()):
+                        found.append(path)
+                except zlib.error:
+                    pass  # a pack or index file, not a loose object
+    return found, scanned
+
+
+@pytest.mark.slow
+def test_the_api_key_is_nowhere_in_what_the_whole_pipeline_wrote(pipeline, state_dir):
+    """Checks dvc repro run with the key set leaves it in no file (project, DVC cache, state, logs, output)."""
+    from conftest import PIPELINE_KEY_ENV, PIPELINE_SECRET
+    from dvc.repo import Repo
+
+    assert yaml.safe_load((pipeline / "params.yaml").read_text())["teacher"]["api_key_env"] == PIPELINE_KEY_ENV
+    assert os.environ[PIPELINE_KEY_ENV] == PIPELINE_SECRET  # the stages built their clients with it
+    with Repo(str(pipeline)) as repo:
+        site_cache = Path(repo.site_cache_dir)
+    logs, tmp = pipeline.parent / "repro-logs", pipeline.parent / "repro-tmp"
+    roots = [pipeline, state_dir, logs, tmp, *([site_cache] if site_cache.is_dir() else [])]
+    found, scanned = files_holding(PIPELINE_SECRET.encode(), roots)
+    assert found == [], found
+    # the scan saw what the run wrote: outputs, the DVC cache and lock, the teacher cache, the logs
+    for must_exist in (pipeline / "dvc.lock", pipeline / "data/generated/responses.jsonl",
+                       pipeline / "metrics/generate.json", logs / "stdout.txt", logs / "stderr.txt"):
+        assert must_exist.is_file(), must_exist
+    assert any((pipeline / ".dvc" / "cache").rglob("*")) and any((state_dir / "teacher-cache").rglob("*.json"))
+    assert any(tmp.glob("llama-server-*.log")), "the llama.cpp server log was not written where it was scanned"
+    assert PIPELINE_KEY_ENV in (pipeline / "dvc.lock").read_text()  # the name is recorded; the value is not
+    assert scanned > 50
 
 
 # --- 3. safe loading ---------------------------------------------------------------------------
@@ -333,13 +431,14 @@ def test_generate_stage_exits_2_on_bad_params_naming_file_and_key(tmp_path, monk
 
 
 def test_quantize_stage_exits_2_on_an_unknown_format(tmp_path, tiny_model_dir):
-    """Checks quantize.weights: int3 stops the quantize stage with exit 2 naming the key."""
+    """Checks quantize.formats: [int3] stops the quantize stage with exit 2 naming the key and the allowed values."""
     from stages.quantize import app
 
-    params = stage_params(tmp_path, sections={"quantize": {"weights": "int3"}})
-    result = invoke(app, ["--params", params, "--merged", tiny_model_dir, "--out", tmp_path / "q",
+    params = stage_params(tmp_path, sections={"quantize": {"formats": ["int3"]}})
+    result = invoke(app, ["--params", params, "--format", "int3", "--merged", tiny_model_dir, "--out", tmp_path / "q",
                           "--metrics", tmp_path / "m.json"])
-    assert result.exit_code == 2 and "quantize.weights" in result.output and str(params) in result.output
+    assert result.exit_code == 2 and "quantize.formats" in result.output and str(params) in result.output
+    assert "allowed: quanto-int8, quanto-int4, torchao-int8, gguf-f16, gguf-q8_0, gguf-q4_k_m" in result.output
     assert not (tmp_path / "q").exists()
 
 

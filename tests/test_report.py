@@ -26,7 +26,7 @@ def test_report_writes_valid_pngs_and_markdown_that_links_them(tmp_path):
 
     pngs = sorted(path.name for path in written if path.suffix == ".png")
     assert pngs == ["overall_heldout_nll.png", "potstill_gen_exact_match.png", "potstill_mc_acc.png",
-                    "train_losses.png"]
+                    "train_losses.png"]  # only metrics some model has get a chart
     markdown = (tmp_path / "reports" / "eval.md").read_text()
     for name in pngs:
         png = tmp_path / "reports" / "plots" / name
@@ -42,3 +42,34 @@ def test_report_without_loss_curves_or_a_metric_still_draws(tmp_path):
     assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in written if path.suffix == ".png")
     markdown = (tmp_path / "reports" / "eval.md").read_text()
     assert "No DVCLive loss curves found" in markdown and "| merged | n/a | n/a | 7.0000 |" in markdown
+
+
+def full_record(acc: float, nll: float, size_mb: float, answer: str) -> dict:
+    return {**fake_eval(nll), "potstill_mc": {"acc": acc, "acc_stderr": 0.03}, "kl_vs_teacher": nll - 1.2,
+            "top1_vs_teacher": 0.6, "ece": 0.1, "size_mb": size_mb, "ms_per_token": 20.0, "tokens_per_s": 50.0,
+            "samples": [{"prompt": "What is 2+2?", "answer": answer},
+                        {"prompt": "Name a colour.", "answer": "Red|blue"}]}
+
+
+def test_report_puts_every_model_and_format_side_by_side_with_samples_gates_and_the_embedding_note(tmp_path):
+    from potstill.gates import GateResult
+
+    report = {"teacher": full_record(0.79, 1.26, 517.0, "4"), "student_base": full_record(0.29, 14.3, 243.0, "22"),
+              "adapter": {"heldout_nll": 7.59, "kl_vs_teacher": 6.4, "top1_vs_teacher": 0.5},
+              "merged": full_record(0.30, 7.59, 243.0, "four"), "quanto-int8": full_record(0.30, 7.60, 142.0, "four"),
+              "gguf-q8_0": full_record(0.29, 7.61, 66.0, "Four\nlines"),
+              "gates": {"merge_exact": {"passed": 1, "value": 0.0}}}
+    gates = [GateResult("merge_exact", True, 0.0, "gate merge_exact: heldout_nll of merged vs adapter: ok")]
+    written = write_report(report, tmp_path / "reports", None, gates=gates, formats=["quanto-int8", "gguf-q8_0"])
+    names = {path.name for path in written}
+    for chart in ("overall_kl_vs_teacher.png", "overall_top1_vs_teacher.png", "overall_ece.png",
+                  "overall_ms_per_token.png", "overall_size_mb.png", "potstill_mc_acc.png"):
+        assert chart in names, names
+    markdown = (tmp_path / "reports" / "eval.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:7]] == ["| teacher", "| student_base", "| adapter", "| merged",
+                                                         "| quanto-int8", "| gguf-q8_0"]
+    assert all(row.count(" | ") == rows[0].count(" | ") for row in rows[1:7])  # no stray pipes in labels
+    assert "| gguf-q8_0 | Four <br> lines |" in markdown and "Red\\|blue" in markdown
+    assert "tied embedding" in markdown and "| merge_exact | pass |" in markdown
+    assert "gates" not in [row.split(" | ")[0].strip("| ") for row in rows]

@@ -1,5 +1,7 @@
 """Prompt validation, content-addressed cache keys, and 'never pay twice' in the generate loop."""
 
+import json
+import re
 import threading
 
 import pytest
@@ -103,3 +105,175 @@ def test_too_long_prompts_stop_the_stage_or_are_skipped_and_listed(tmp_path):
     assert "not valid JSON" in bad[1]["reason"]
     rows, bad = read_prompts(path, on_bad="skip", limits=PromptLimits(max_tokens=160, max_chars=100))
     assert "teacher.max_prompt_chars 100" in bad[0]["reason"]
+
+
+# --- reasoning traces, prompt synthesis, the state-dir lock, unmapped API logprobs ----------------
+
+SHIPPED = [
+    {"id": "m1", "prompt": "What is 17 times 23?", "domain": "math"},
+    {"id": "m2", "prompt": "Is 221 a prime number?", "domain": "math"},
+    {"id": "s1", "prompt": "Why is the sky blue during the day?", "domain": "science"},
+    {"id": "s2", "prompt": "How does a vaccine train the immune system?", "domain": "science"},
+]
+TRACE = "Step 1: read the question.\nStep 2: work it out: 17 * 23 = 391.\n391"
+NEW_TOPICS = ["How do volcanoes form under the ocean floor?", "What makes a good unit test for a parser?",
+              "Describe the water cycle for a ten year old."]
+
+
+def run_stage(tmp_path, server, prompts_rows, **generate_overrides):
+    """Return (exit code and output, responses, metrics) of the generate stage run in-process against `server`."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from stages.generate import app
+
+    params = yaml.safe_load(open("params.yaml"))
+    params["teacher"].update({"base_url": server.base_url, "max_tokens": 64, "backoff_base_s": 0.01,
+                              "backoff_max_s": 0.2})
+    params["generate"].update({"n_examples": 0, "concurrency": 1, **generate_overrides})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(row) + "\n" for row in prompts_rows))
+    out, metrics = tmp_path / "generated", tmp_path / "metrics.json"
+    result = CliRunner().invoke(app, ["--params", str(tmp_path / "params.yaml"), "--prompts",
+                                      str(tmp_path / "prompts.jsonl"), "--out", str(out), "--metrics", str(metrics)])
+    assert result.exit_code == 0, result.output
+    responses = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
+    return result, responses, json.loads(metrics.read_text())
+
+
+def test_reasoning_asks_for_a_trace_keeps_it_verbatim_and_toggling_back_asks_nothing(tmp_path, monkeypatch):
+    from potstill.fake_endpoint import FakeOpenAI
+    from potstill.params import load_params
+
+    monkeypatch.setenv("POTSTILL_STATE_DIR", str(tmp_path / "state"))
+    gen = load_params("params.yaml", "generate")["generate"]
+    with_instruction = f"{gen.system_prompt}\n\n{gen.reasoning_instruction}"
+
+    def teacher(messages):
+        thinking = messages[0]["role"] == "system" and gen.reasoning_instruction in messages[0]["content"]
+        return TRACE if thinking else "391"
+
+    with FakeOpenAI(responder=teacher) as server:
+        _, plain, stats = run_stage(tmp_path, server, SHIPPED[:2])
+        assert stats["requested"] == 2 and set(server.system_prompts) == {gen.system_prompt}
+        _, traced, stats = run_stage(tmp_path, server, SHIPPED[:2], reasoning=True)
+        assert stats["requested"] == 2 and server.system_prompts[with_instruction] == 2  # new requests, only these
+        assert [r["messages"][-1] for r in traced] == [{"role": "assistant", "content": TRACE}] * 2  # verbatim
+        assert traced[0]["messages"][0] == {"role": "system", "content": with_instruction}
+        manifest = json.loads((tmp_path / "generated" / "manifest.json").read_text())
+        assert manifest["reasoning_instruction"] == gen.reasoning_instruction
+        _, again, stats = run_stage(tmp_path, server, SHIPPED[:2], reasoning=False)
+        assert stats["requested"] == 0 and again == plain  # toggled back: all from the cache
+        _, _, stats = run_stage(tmp_path, server, SHIPPED[:2], reasoning=True)
+        assert stats["requested"] == 0 and sum(server.answered.values()) == 4
+
+
+def synthesis_teacher():
+    """Return a fake teacher's responder: synthesis requests get a list with junk, answers get 'ok'."""
+    calls = []
+
+    def respond(messages):
+        if not messages[-1]["content"].startswith("Write "):
+            return "ok"
+        calls.append(1)
+        return "\n".join([
+            "Here are five new prompts:",
+            "1. How do tides work?",
+            "2.",                                      # empty
+            "3. How do tides work",                    # near-duplicate of line 1
+            f"4. {SHIPPED[2]['prompt']}",              # a shipped prompt again
+            "5. Explain " + "very " * 100 + "slowly.",  # too long (synthesis_max_chars 400)
+            f'6. "{NEW_TOPICS[len(calls) - 1]}"',
+        ])
+
+    return respond, calls
+
+
+def test_synthesis_keeps_new_varied_prompts_rejects_the_rest_by_reason_and_answers_them(tmp_path, monkeypatch):
+    from potstill.fake_endpoint import FakeOpenAI
+
+    monkeypatch.setenv("POTSTILL_STATE_DIR", str(tmp_path / "state"))
+    respond, calls = synthesis_teacher()
+    with FakeOpenAI(responder=respond) as server:
+        result, responses, stats = run_stage(tmp_path, server, SHIPPED, synthesize=3, synthesis_per_request=5)
+        synthesized = [json.loads(line) for line in (tmp_path / "generated" / "synth_prompts.jsonl").open()]
+        # request 1 gives "How do tides work?" and topic 0; request 2 only topic 1 (the rest repeat)
+        assert [row["prompt"] for row in synthesized] == ["How do tides work?", NEW_TOPICS[0], NEW_TOPICS[1]]
+        assert all(re.fullmatch(r"synth-[0-9a-f]{12}", row["id"]) for row in synthesized)
+        assert [row["domain"] for row in synthesized] == ["math", "math", "science"]  # domains in turn
+        assert set(synthesized[0]["synthesized_from"]) <= {"m1", "m2"}
+        assert stats["synthesis"] == {
+            "target": 3, "requests": 2, "asked": 10, "candidates": 14, "accepted": 3, "unused": 0,
+            "rejected": {"empty": 2, "preamble": 2, "truncated": 0, "too_long": 2, "near_duplicate_of_shipped": 2,
+                         "near_duplicate_of_synthesized": 3}}
+        assert [r["id"] for r in responses] == [row["id"] for row in SHIPPED + synthesized]
+        assert all(server.answered[row["prompt"]] == 1 for row in synthesized)
+        assert stats["ledger"]["requests"] == 2 + 7 and "3 prompts synthesized" in result.output
+        before = (tmp_path / "generated" / "synth_prompts.jsonl").read_bytes()
+        _, _, stats = run_stage(tmp_path, server, SHIPPED, synthesize=3, synthesis_per_request=5)
+        assert stats["ledger"]["requests"] == 0 and len(calls) == 2  # a rerun asks nothing
+        assert (tmp_path / "generated" / "synth_prompts.jsonl").read_bytes() == before
+
+
+def test_synthesis_requests_are_deterministic_and_the_template_is_checked():
+    from potstill.params import GenerateParams
+    from potstill.synth import synthesis_request
+
+    gen = GenerateParams(n_examples=0, concurrency=1, synthesis_examples=1)
+    seeds = {"math": SHIPPED[:2], "science": SHIPPED[2:]}
+    first = [synthesis_request(i, seeds, gen) for i in range(4)]
+    assert first == [synthesis_request(i, seeds, gen) for i in range(4)]
+    assert [r["domain"] for r in first] == ["math", "science", "math", "science"]
+    assert "about math" in first[0]["prompt"] and len(first[0]["seeds"]) == 1
+    assert f"- {SHIPPED[int(first[0]['seeds'][0][1]) - 1]['prompt']}\n" in first[0]["prompt"]
+    with pytest.raises(ValueError, match="only the placeholders"):
+        GenerateParams(n_examples=0, concurrency=1, synthesis_instruction="Write {count} prompts")
+
+
+def test_a_second_holder_of_the_state_lock_is_refused_naming_file_and_pid(tmp_path):
+    import os
+
+    from potstill.locks import LockHeld, exclusive_lock
+
+    path = tmp_path / "generate.lock"
+    with exclusive_lock(path, "generate"):
+        with pytest.raises(LockHeld) as err, exclusive_lock(path, "generate", wait_s=0.2):
+            pass
+        assert str(path) in str(err.value) and f"PID {os.getpid()}" in str(err.value)
+        assert "POTSTILL_STATE_DIR" in str(err.value)
+    with exclusive_lock(path, "generate"):  # released on exit: the next run gets it
+        pass
+
+
+def test_top_k_alternatives_that_map_to_no_token_are_counted(tokenizer):
+    from potstill.kd import MISSING_LOGPROB
+    from potstill.train import align_api_logprobs, token_string_index
+
+    text = "The sky is blue."
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    nonsense = " qzxqzxqzxqzxqzx"  # decodes from no single token
+    tokens = [{"token": tokenizer.decode([i]), "logprob": -0.1,
+               "top": [[tokenizer.decode([i]), -0.1], [nonsense, -2.0], ["\ufffd", -3.0]]} for i in ids]
+    counts: dict = {}
+    kd_ids, kd_logprobs = align_api_logprobs(tokenizer, text, tokens, token_string_index(tokenizer), k=3,
+                                             counts=counts)
+    assert counts == {"top_alternatives": 3 * len(ids), "top_alternatives_unmapped": 2 * len(ids)}
+    assert [row[0] for row in kd_ids] == ids and all(row[1:] == [MISSING_LOGPROB] * 2 for row in kd_logprobs)
+
+
+def test_load_api_soft_targets_reports_the_unmapped_count(tokenizer, tmp_path, capsys):
+    from potstill.train import load_api_soft_targets
+
+    text = "Blue."
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    tokens = [{"token": tokenizer.decode([i]), "logprob": -0.1,
+               "top": [[tokenizer.decode([i]), -0.1], [" qzxqzxqzxqzxqzx", -2.0]]} for i in ids]
+    row = {"id": "r1", "messages": [{"role": "user", "content": "Colour?"}, {"role": "assistant", "content": text}]}
+    (tmp_path / "responses.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "logprobs.jsonl").write_text(json.dumps({"id": "r1", "tokens": tokens}) + "\n")
+    targets, stats = load_api_soft_targets(tokenizer, tmp_path, k=2)
+    assert stats == {"rows_aligned": 1, "rows_misaligned": 0, "top_alternatives": 2 * len(ids),
+                     "top_alternatives_unmapped": len(ids)}
+    assert set(targets) == {"r1"} and f"{len(ids)} of {2 * len(ids)} top-k alternatives" in capsys.readouterr().err

@@ -270,3 +270,98 @@ def test_a_teacher_not_clearly_larger_than_the_student_is_flagged(tiny_run, loca
     metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert len(metrics["warnings"]) == 1 and "fine-tuning, not distillation" in metrics["warnings"][0]
     assert "hidden_loss" not in metrics  # off by default
+
+
+def test_the_chunked_loss_reads_the_models_own_final_hidden_states(tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    from potstill.models import tiny_llama
+    from potstill.train import chunkable_head
+
+    model = get_peft_model(tiny_llama(tokenizer), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                             task_type="CAUSAL_LM"))
+    head = chunkable_head(model)
+    assert head is model.get_base_model().lm_head
+    ids = torch.randint(0, 1000, (2, 7))
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        lean = model(input_ids=ids, logits_to_keep=torch.zeros_like(ids, dtype=torch.bool), output_hidden_states=True)
+    assert lean.logits.numel() == 0  # no full-vocabulary logits at all
+    assert torch.allclose(lean.hidden_states[-1] @ head.weight.T, full, atol=1e-5)  # after the final norm
+    # LoRA on the head itself: its weight alone is not the head any more, so the full logits are used.
+    assert chunkable_head(get_peft_model(tiny_llama(tokenizer), LoraConfig(r=4, target_modules=["lm_head"]))) is None
+
+
+def test_a_student_of_another_width_learns_projections_that_a_resume_restores(
+        tokenizer, tiny_run, local_teacher, tmp_path):
+    from transformers import TrainingArguments
+
+    from potstill.models import load_checked, tiny_llama
+    from potstill.train import PROJECTION_FILE, PROJECTION_MODULE, DistillCollator, DistillTrainer, build_dataset
+
+    teacher = load_checked(local_teacher / "teacher")  # 4 layers, 64 wide
+    data = build_dataset(tokenizer, {"train": tiny_run / "curated" / "train.jsonl"}, {}, 1, 64)["train"]
+
+    def fit(student, resume=None):
+        args = TrainingArguments(output_dir=str(tmp_path), max_steps=8, learning_rate=1e-2,
+                                 lr_scheduler_type="constant", per_device_train_batch_size=3, save_steps=4,
+                                 logging_steps=1, report_to=[],
+                                 remove_unused_columns=False, use_cpu=True, seed=0, data_seed=0,
+                                 dataloader_num_workers=0)
+        trainer = DistillTrainer(student, args, train_dataset=data,
+                                 data_collator=DistillCollator(tokenizer.pad_token_id, 1), kd_alpha=0.0,
+                                 kd_temperature=1.0, capture_temperature=1.0, kd_tail="bucket", teacher=teacher,
+                                 layer_map={0: 1, 1: 3}, hidden_weight=1.0, hidden_loss="cosine")
+        initial = {key: value.clone() for key, value in getattr(student, PROJECTION_MODULE).state_dict().items()}
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer, initial, getattr(student, PROJECTION_MODULE).state_dict()
+
+    trainer, initial, trained = fit(tiny_llama(tokenizer, layers=2, hidden=32, seed=1))
+    assert trained["0.weight"].shape == (64, 32)
+    hidden = [entry["hidden_loss"] for entry in trainer.state.log_history if "hidden_loss" in entry]
+    assert len(hidden) == 8 and hidden[-1] < hidden[0]
+    assert all(not torch.equal(initial[key], trained[key]) for key in trained)
+    assert (tmp_path / "checkpoint-4" / PROJECTION_FILE).is_file()
+    # A fresh process's student (other random projections) resumed at step 4 ends where the run did.
+    _, _, resumed = fit(tiny_llama(tokenizer, layers=2, hidden=32, seed=1), resume=str(tmp_path / "checkpoint-4"))
+    for key, value in trained.items():
+        assert torch.allclose(resumed[key], value, atol=1e-5)
+
+
+def test_a_student_of_another_width_trains_with_a_layer_map_from_params(tokenizer, tiny_run, local_teacher, tmp_path):
+    from safetensors import safe_open
+
+    from potstill.models import save_model, tiny_llama
+    from stages.train import app
+
+    narrow = tmp_path / "narrow"
+    save_model(tiny_llama(tokenizer, layers=2, hidden=32, seed=1), tokenizer, narrow)  # no layer map beside it
+    params = local_params(tmp_path, hidden_weight=1.0, hidden_layer_map={0: 1, 1: 3})
+    result = CliRunner().invoke(app, [*local_args(tiny_run, local_teacher, params, tmp_path), "--student", str(narrow)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert metrics["hidden_loss"] > 0 and math.isfinite(metrics["kd_loss"])
+    with safe_open(tmp_path / "adapter" / "adapter_model.safetensors", "pt") as adapter:
+        assert not [key for key in adapter.keys() if "projection" in key]  # the student does not keep them
+    bad = local_params(tmp_path, hidden_weight=1.0, hidden_layer_map={0: 1, 5: 3})
+    refused = CliRunner().invoke(app, [*local_args(tiny_run, local_teacher, bad, tmp_path), "--student", str(narrow)])
+    assert refused.exit_code == 2 and "kd.hidden_layer_map" in refused.output
+
+
+def test_select_best_keeps_the_checkpoint_with_the_lowest_validation_loss(tiny_run, tiny_model_dir, tmp_path):
+    """A rate high enough to overshoot: the kept adapter is the best validation checkpoint, not the last."""
+    from stages.train import app
+
+    params = tiny_params(tmp_path, select_best=True, save_steps=2, learning_rate=0.3)
+    result = CliRunner().invoke(app, [
+        "--params", str(params), "--student", str(tiny_model_dir), "--curated", str(tiny_run / "curated"),
+        "--generated", str(tiny_run / "generated"), "--soft-targets", str(tiny_run / "none"),
+        "--out", str(tmp_path / "adapter"), "--live", str(tmp_path / "live")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    curve = [line.split("\t") for line in (tmp_path / "live/plots/metrics/eval/loss.tsv").read_text().splitlines()[1:]]
+    losses = {int(step): float(value) for step, value in curve}
+    assert sorted(losses) == [2, 4, 6]  # evaluated at every checkpoint
+    best_step = min(losses, key=losses.get)
+    assert metrics["final/selected_step"] == best_step
+    assert metrics["final/eval_loss"] == pytest.approx(losses[best_step], rel=1e-4)

@@ -1,0 +1,256 @@
+"""Distillation experiment grid: which student, method and KD settings make the default good.
+
+Runs on the outputs of a default `dvc repro` (models/teacher, data/curated, data/generated,
+data/soft-targets). Every configuration trains through the real train stage (stages/train.py in
+a subprocess, the same code `dvc repro` runs), then is measured on the held-out test split:
+
+- KL(teacher || student) at T=1 over the full vocabulary, NLL of the teacher's tokens and top-1
+  agreement with the teacher, on assistant tokens only;
+- degenerate share: greedy answers (no repetition penalty, up to 128 new tokens) to the held-out
+  prompts whose repeated word 3-gram ratio exceeds 0.5.
+
+One JSON row per configuration is appended to bench/results/distill_grid.jsonl; a configuration
+already in the file is skipped, so a killed grid resumes where it stopped. Run it in the
+background and read the table when you like:
+
+    nohup .venv/bin/python bench/distill_grid.py run --grid campaign > grid.log 2>&1 &
+    .venv/bin/python bench/distill_grid.py table
+    .venv/bin/python bench/distill_grid.py probe-layers     # untrained students only, no training
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from potstill.curate import repeated_ngram_ratio  # noqa: E402
+from potstill.io import read_jsonl  # noqa: E402
+from potstill.models import LAYER_MAP_FILE, load_checked, prune_layers, save_model  # noqa: E402
+from potstill.train import tokenize_chat  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+WORK = RESULTS / "grid"
+DEGENERATE_RATIO = 0.5
+MAX_NEW_TOKENS = 128
+
+EVERY_THIRD = list(range(0, 30, 3))
+# Named layer choices (the teacher has 30). Deep layers of small llamas are the most redundant
+# (Gromov et al. 2024, "The Unreasonable Ineffectiveness of the Deeper Layers"): keeping the
+# first layers and the last one usually starts closer to the teacher than keeping every k-th.
+LAYER_SETS = {
+    "every3_10": EVERY_THIRD,
+    "every2_15": list(range(0, 30, 2)),
+    "first9_last1": [*range(9), 29],
+    "first14_last1": [*range(14), 29],
+    "first12_last3": [*range(12), 27, 28, 29],
+    "first8_mid_last2": [*range(8), 12, 16, 20, 24, 28, 29][:15],
+    "first10_last5": [*range(10), *range(25, 30)],
+    "first7_last8": [*range(7), *range(22, 30)],
+    "first5_last5": [*range(5), *range(25, 30)],
+    "first4_mid_last4": [0, 1, 2, 3, 9, 16, 26, 27, 28, 29],
+    "first6_mid_last6": [0, 1, 2, 3, 4, 5, 12, 18, 24, 25, 26, 27, 28, 29][:15],
+}
+
+BASE = {"layers": "every3_10", "method": "lora", "lr": 2e-4, "steps": 150, "source": "local", "top_k": 64,
+        "temperature": 2.0, "alpha": 0.5, "loss": "forward_kl", "hidden_weight": 0.0, "lora_r": 16}
+GRIDS = {
+    # The starting point and its SFT twin (alpha 0 = cross-entropy on the teacher's tokens only),
+    # then the best untrained layer choice (probe-layers) with LoRA and with full fine-tuning.
+    "campaign": [
+        {},
+        {"layers": "first7_last8", "method": "full", "lr": 1e-4, "temperature": 1.0, "alpha": 0.9},
+        {"layers": "first7_last8", "method": "full", "lr": 1e-4, "alpha": 0.0},
+        {"layers": "first7_last8", "temperature": 1.0, "alpha": 0.9},
+        {"alpha": 0.0},
+        {"layers": "first7_last8", "method": "full", "lr": 1e-4, "temperature": 2.0, "alpha": 0.5},
+    ],
+}
+
+
+def config_key(config: dict) -> str:
+    """Return a short stable id for a configuration."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def student_dir(layers: str, teacher) -> Path:
+    """Return the folder of the pruned student for a named layer set, writing it once."""
+    folder = WORK / "students" / layers
+    if not (folder / "model.safetensors").exists():
+        model, tokenizer = teacher
+        pruned = copy.deepcopy(model)
+        layer_map = prune_layers(pruned, LAYER_SETS[layers])
+        save_model(pruned, tokenizer, folder, {LAYER_MAP_FILE: {str(k): v for k, v in layer_map.items()}})
+    return folder
+
+
+@torch.no_grad()
+def teacher_references(teacher_model, tokenizer, rows: list[dict]) -> list[dict]:
+    """Return per held-out row the tokens, label mask and teacher log-probs (T=1, full vocab)."""
+    out = []
+    for row in rows:
+        encoded = tokenize_chat(tokenizer, row["messages"], 512)
+        ids = torch.tensor([encoded["input_ids"]])
+        labels = torch.tensor(encoded["labels"][1:])
+        mask = labels != -100
+        logprobs = torch.log_softmax(teacher_model(ids).logits[0, :-1].float(), -1)[mask]
+        out.append({"ids": ids, "labels": labels[mask], "mask": mask, "teacher": logprobs})
+    return out
+
+
+@torch.no_grad()
+def token_metrics(model, references: list[dict]) -> dict:
+    """Return KL(teacher || model) at T=1, NLL of the teacher's tokens and top-1 agreement."""
+    kl = nll = agree = count = 0.0
+    for ref in references:
+        student = torch.log_softmax(model(ref["ids"]).logits[0, :-1].float(), -1)[ref["mask"]]
+        teacher = ref["teacher"]
+        kl += float((teacher.exp() * (teacher - student)).sum())
+        nll += float(-student.gather(-1, ref["labels"][:, None]).sum())
+        agree += float((student.argmax(-1) == teacher.argmax(-1)).sum())
+        count += int(ref["mask"].sum())
+    return {"kl": kl / count, "nll": nll / count, "top1": agree / count}
+
+
+@torch.no_grad()
+def greedy_answers(model, tokenizer, rows: list[dict], batch_size: int = 10) -> list[str]:
+    """Return greedy answers (no sampling, no repetition penalty) to each row's prompt."""
+    tokenizer.padding_side = "left"
+    answers = []
+    for first in range(0, len(rows), batch_size):
+        prompts = [tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False, add_generation_prompt=True)
+                   for row in rows[first:first + batch_size]]
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        out = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, repetition_penalty=None,
+                             pad_token_id=tokenizer.pad_token_id)
+        answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return answers
+
+
+def quality(model, tokenizer, references: list[dict], rows: list[dict]) -> dict:
+    """Return the token metrics, the degenerate share and the answers of one model."""
+    answers = greedy_answers(model, tokenizer, rows)
+    degenerate = [repeated_ngram_ratio(answer) > DEGENERATE_RATIO for answer in answers]
+    return {**token_metrics(model, references), "degenerate": sum(degenerate) / len(answers), "answers": answers}
+
+
+def train_config(config: dict, folder: Path, student: Path) -> float:
+    """Return the minutes the real train stage took to fit `config` into folder/adapter."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["kd"].update({"source": config["source"], "top_k": config["top_k"], "alpha": config["alpha"],
+                         "temperature": config["temperature"], "loss": config["loss"],
+                         "hidden_weight": config["hidden_weight"]})
+    params["train"].update({"method": config["method"], "learning_rate": config["lr"],
+                            "max_steps": config["steps"]})
+    params["lora"].update({"r": config["lora_r"], "alpha": 2 * config["lora_r"]})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    started = time.monotonic()
+    subprocess.run([sys.executable, str(ROOT / "stages/train.py"), "--params", str(folder / "params.yaml"),
+                    "--student", str(student), "--teacher", str(ROOT / "models/teacher"),
+                    "--curated", str(ROOT / "data/curated"), "--generated", str(ROOT / "data/generated"),
+                    "--soft-targets", str(ROOT / "data/soft-targets"), "--out", str(folder / "adapter"),
+                    "--live", str(folder / "live")], check=True, cwd=ROOT)
+    return (time.monotonic() - started) / 60
+
+
+def load_trained(folder: Path, student: Path):
+    """Return the trained student (LoRA merged in memory, or the full weights)."""
+    adapter = folder / "adapter"
+    if not (adapter / "adapter_config.json").exists():
+        return load_checked(adapter)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(load_checked(student), adapter).merge_and_unload().eval()
+
+
+def done_keys(path: Path) -> set[str]:
+    return {row["key"] for _, row in read_jsonl(path)} if path.exists() else set()
+
+
+def append_row(path: Path, row: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def setup():
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(ROOT / "models/teacher")
+    teacher = load_checked(ROOT / "models/teacher")
+    rows = [row for _, row in read_jsonl(ROOT / "data/curated/test.jsonl")]
+    return tokenizer, teacher, rows, teacher_references(teacher, tokenizer, rows)
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def run(grid: Annotated[str, typer.Option(help=f"one of {sorted(GRIDS)}")] = "campaign",
+        out: Annotated[Path, typer.Option()] = RESULTS / "distill_grid.jsonl") -> None:
+    """Train and measure every configuration of the grid not yet in `out`."""
+    tokenizer, teacher, rows, references = setup()
+    before_path = RESULTS / "distill_grid_before.jsonl"
+    for overrides in GRIDS[grid]:
+        config = {**BASE, **overrides}
+        key = config_key(config)
+        if key in done_keys(out):
+            print(f"{key}: done already", flush=True)
+            continue
+        student = student_dir(config["layers"], (teacher, tokenizer))
+        if config["layers"] not in done_keys(before_path):
+            before = quality(load_checked(student), tokenizer, references, rows)
+            append_row(before_path, {"key": config["layers"], **before})
+        before = next(row for _, row in read_jsonl(before_path) if row["key"] == config["layers"])
+        print(f"{key}: training {config}", flush=True)
+        minutes = train_config(config, WORK / key, student)
+        after = quality(load_trained(WORK / key, student), tokenizer, references, rows)
+        row = {"key": key, **config, "n_layers": len(LAYER_SETS[config["layers"]]), "minutes": round(minutes, 1),
+               "examples": sum(1 for _ in read_jsonl(ROOT / "data/curated/train.jsonl")),
+               "kl_before": before["kl"], **after,
+               "kl_gap_closed": 1 - after["kl"] / before["kl"]}
+        append_row(out, row)
+        print(f"{key}: kl {row['kl']:.3f} (before {before['kl']:.3f}) nll {row['nll']:.3f} top1 {row['top1']:.3f} "
+              f"degenerate {row['degenerate']:.0%} in {minutes:.1f} min", flush=True)
+
+
+@app.command("probe-layers")
+def probe_layers() -> None:
+    """Print KL/NLL/top-1 of each untrained layer choice and of the teacher (no training)."""
+    tokenizer, teacher, rows, references = setup()
+    print(f"teacher: {token_metrics(teacher, references)}", flush=True)
+    for name in LAYER_SETS:
+        student = load_checked(student_dir(name, (teacher, tokenizer)))
+        print(f"{name} ({len(LAYER_SETS[name])} layers): {token_metrics(student, references)}", flush=True)
+
+
+@app.command()
+def table(path: Annotated[Path, typer.Option()] = RESULTS / "distill_grid.jsonl") -> None:
+    """Print the grid as a markdown table."""
+    columns = ("layers", "n_layers", "method", "lr", "steps", "source", "top_k", "temperature", "alpha", "loss",
+               "hidden_weight", "examples", "minutes", "kl_before", "kl", "kl_gap_closed", "nll", "top1", "degenerate")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for _, row in read_jsonl(path):
+        print("| " + " | ".join(f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c]) for c in columns) + " |")
+
+
+if __name__ == "__main__":
+    app()
