@@ -74,6 +74,8 @@ GRIDS = {
         {},
         {"layers": "first7_last8", "method": "full", "lr": 1e-4, "temperature": 1.0, "alpha": 0.9},
         {"layers": "first7_last8", "method": "full", "lr": 1e-4, "alpha": 0.0},
+        {"layers": "first7_last8", "method": "full", "lr": 2e-4, "temperature": 1.0, "alpha": 0.9},
+        {"layers": "first7_last8", "method": "full", "lr": 2e-4, "alpha": 0.0},
         {"layers": "first7_last8", "temperature": 1.0, "alpha": 0.9},
         {"alpha": 0.0},
         {"layers": "first7_last8", "method": "full", "lr": 1e-4, "temperature": 2.0, "alpha": 0.5},
@@ -239,6 +241,28 @@ def probe_layers() -> None:
     for name in LAYER_SETS:
         student = load_checked(student_dir(name, (teacher, tokenizer)))
         print(f"{name} ({len(LAYER_SETS[name])} layers): {token_metrics(student, references)}", flush=True)
+
+
+@app.command("side-by-side")
+def side_by_side(key: Annotated[str, typer.Option(help="the grid row of the distilled student")],
+                 prompts: Annotated[int, typer.Option()] = 4,
+                 path: Annotated[Path, typer.Option()] = RESULTS / "distill_grid.jsonl") -> None:
+    """Print greedy answers of the teacher, the untrained student and a distilled one, as markdown."""
+    row = next(row for _, row in read_jsonl(path) if row["key"] == key)
+    before = next(b for _, b in read_jsonl(RESULTS / "distill_grid_before.jsonl") if b["key"] == row["layers"])
+    tokenizer, teacher, rows, references = setup()
+    teacher_answers = greedy_answers(teacher, tokenizer, rows)
+    degenerate = sum(repeated_ngram_ratio(answer) > DEGENERATE_RATIO for answer in teacher_answers) / len(rows)
+    print(f"teacher: degenerate {degenerate:.0%} of {len(rows)} held-out prompts\n")
+
+    def cell(text: str) -> str:
+        return " ".join(text.split()).replace("|", "\\|")[:300]
+
+    print(f"| prompt | teacher | student before ({row['layers']}) | distilled ({key}) |")
+    print("|---|---|---|---|")
+    for index in range(prompts):
+        print(f"| {cell(rows[index]['messages'][-2]['content'])} | {cell(teacher_answers[index])} | "
+              f"{cell(before['answers'][index])} | {cell(row['answers'][index])} |")
 
 
 @app.command()

@@ -36,7 +36,7 @@ MODEL_ORDER = ("teacher", "student_base", "adapter", "merged")
 NOT_MODELS = ("gates",)
 TIED_EMBEDDING_NOTE = (
     "quanto and torchao quantize `Linear` layers only: the tied embedding / LM head (49,152 x 576 = 28.3M "
-    "parameters for SmolLM2) stays fp32, so their int8 lands near 58% of the fp32 bytes, not 25%. "
+    "parameters for SmolLM2) stays fp32, so their int8 lands at 50-60% of the fp32 bytes, not 25%. "
     "GGUF quantizes the embedding too.")
 def _pyplot():
     """Return matplotlib.pyplot on the Agg backend (no display needed: stages run headless)."""
@@ -161,7 +161,8 @@ def write_report(report: dict, out_dir: Path, train_plots: Path | None = None, g
     for name in names:
         cells = [_cell(*metric_value(report[name], task, metric)) for task, metric, _, _ in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "adapter = student-base + the LoRA adapter via peft, scored for held-out NLL and top-1 only "
+    lines += ["", "adapter = the train stage's output before the merge (student-base + the LoRA adapter via peft, "
+              "or the whole weights with train.method full), scored for held-out NLL and top-1 only "
               "(it checks the merge). KL and top-1 are against the teacher on the held-out split's assistant "
               "tokens; ms/token is greedy generation on this machine's CPU after a warm-up.", ""]
     quantized = [name for name in (formats or []) if name.split("-")[0] in ("quanto", "torchao")]

@@ -34,7 +34,8 @@ TINY_PARAMS = {
     "student": {"keep_layers": [0, 29]},
     "generate": {"n_examples": 14},
     "curate": {"val_fraction": 0.15, "test_fraction": 0.2, "drop_truncated": False},
-    "train": {"max_steps": 4, "batch_size": 2, "grad_accum": 1, "max_seq_len": 96,
+    # LoRA here (the default is full fine-tuning): the sweep and rerun tests vary lora.r.
+    "train": {"method": "lora", "max_steps": 4, "batch_size": 2, "grad_accum": 1, "max_seq_len": 96,
               "warmup_steps": 0, "logging_steps": 1},
     "kd": {"top_k": 8, "score_batch_size": 4},
     "lora": {"r": 4, "alpha": 8},

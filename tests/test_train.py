@@ -365,3 +365,27 @@ def test_select_best_keeps_the_checkpoint_with_the_lowest_validation_loss(tiny_r
     best_step = min(losses, key=losses.get)
     assert metrics["final/selected_step"] == best_step
     assert metrics["final/eval_loss"] == pytest.approx(losses[best_step], rel=1e-4)
+
+
+def test_full_fine_tuning_writes_whole_weights_that_merge_passes_through(tiny_run, tiny_model_dir, tmp_path):
+    """train.method full (the default): every weight trains, the output is a whole model, merge re-saves it."""
+    import torch
+
+    from potstill.models import load_checked
+    from stages.merge import run_merge
+    from stages.train import app
+
+    params = tiny_params(tmp_path, method="full", learning_rate=1e-3)
+    result = CliRunner().invoke(app, [
+        "--params", str(params), "--student", str(tiny_model_dir), "--curated", str(tiny_run / "curated"),
+        "--generated", str(tiny_run / "generated"), "--soft-targets", str(tiny_run / "none"),
+        "--out", str(tmp_path / "adapter"), "--live", str(tmp_path / "live")])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "adapter" / "adapter_config.json").exists()
+    trained, base = load_checked(tmp_path / "adapter"), load_checked(tiny_model_dir)
+    changed = [name for name, weight in trained.state_dict().items()
+               if not torch.equal(weight, base.state_dict()[name])]
+    assert any("mlp" in name for name in changed) and any("norm" in name for name in changed)  # not adapters only
+    assert run_merge(tiny_model_dir, tmp_path / "adapter", tmp_path / "merged")["method"] == "full"
+    merged = load_checked(tmp_path / "merged")
+    assert all(torch.equal(weight, trained.state_dict()[name]) for name, weight in merged.state_dict().items())
