@@ -103,7 +103,8 @@ def tiny_params(root, **train):
     params = yaml.safe_load(open("params.yaml"))
     params["teacher"]["logprobs"] = 3
     params["kd"].update({"source": "api", "top_k": 3})
-    params["train"].update({"max_steps": 6, "batch_size": 2, "grad_accum": 1, "logging_steps": 1,
+    # LoRA unless a test asks otherwise (the shipped default is full fine-tuning).
+    params["train"].update({"method": "lora", "max_steps": 6, "batch_size": 2, "grad_accum": 1, "logging_steps": 1,
                             "warmup_steps": 0, "max_seq_len": 64, "learning_rate": 5e-3, **train})
     params["lora"].update({"r": 4, "alpha": 8})
     path = root / "params.yaml"
