@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from potstill.curate import repeated_ngram_ratio  # noqa: E402
 from potstill.io import read_jsonl  # noqa: E402
+from potstill.metrics import distill_metrics, heldout_rows, hf_logits_fn, teacher_logprobs  # noqa: E402
 from potstill.models import LAYER_MAP_FILE, load_checked, prune_layers, save_model  # noqa: E402
-from potstill.train import tokenize_chat  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 WORK = RESULTS / "grid"
@@ -99,32 +99,13 @@ def student_dir(layers: str, teacher) -> Path:
     return folder
 
 
-@torch.no_grad()
-def teacher_references(teacher_model, tokenizer, rows: list[dict]) -> list[dict]:
-    """Return per held-out row the tokens, label mask and teacher log-probs (T=1, full vocab)."""
-    out = []
-    for row in rows:
-        encoded = tokenize_chat(tokenizer, row["messages"], 512)
-        ids = torch.tensor([encoded["input_ids"]])
-        labels = torch.tensor(encoded["labels"][1:])
-        mask = labels != -100
-        logprobs = torch.log_softmax(teacher_model(ids).logits[0, :-1].float(), -1)[mask]
-        out.append({"ids": ids, "labels": labels[mask], "mask": mask, "teacher": logprobs})
-    return out
+def token_metrics(model, references: tuple[list[dict], list[torch.Tensor]]) -> dict:
+    """Return KL(teacher || model) at T=1, NLL of the teacher's tokens and top-1 agreement (potstill.metrics).
 
-
-@torch.no_grad()
-def token_metrics(model, references: list[dict]) -> dict:
-    """Return KL(teacher || model) at T=1, NLL of the teacher's tokens and top-1 agreement."""
-    kl = nll = agree = count = 0.0
-    for ref in references:
-        student = torch.log_softmax(model(ref["ids"]).logits[0, :-1].float(), -1)[ref["mask"]]
-        teacher = ref["teacher"]
-        kl += float((teacher.exp() * (teacher - student)).sum())
-        nll += float(-student.gather(-1, ref["labels"][:, None]).sum())
-        agree += float((student.argmax(-1) == teacher.argmax(-1)).sum())
-        count += int(ref["mask"].sum())
-    return {"kl": kl / count, "nll": nll / count, "top1": agree / count}
+    `references` = (held-out rows tokenized as in training, the teacher's log-probs on them).
+    """
+    figures = distill_metrics(hf_logits_fn(model), *references)
+    return {"kl": figures["kl_vs_teacher"], "nll": figures["heldout_nll"], "top1": figures["top1_vs_teacher"]}
 
 
 @torch.no_grad()
@@ -142,7 +123,7 @@ def greedy_answers(model, tokenizer, rows: list[dict], batch_size: int = 10) -> 
     return answers
 
 
-def quality(model, tokenizer, references: list[dict], rows: list[dict]) -> dict:
+def quality(model, tokenizer, references: tuple, rows: list[dict]) -> dict:
     """Return the token metrics, the degenerate share and the answers of one model."""
     answers = greedy_answers(model, tokenizer, rows)
     degenerate = [repeated_ngram_ratio(answer) > DEGENERATE_RATIO for answer in answers]
@@ -197,8 +178,9 @@ def setup():
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(ROOT / "models/teacher")
     teacher = load_checked(ROOT / "models/teacher")
-    rows = [row for _, row in read_jsonl(ROOT / "data/curated/test.jsonl")]
-    return tokenizer, teacher, rows, teacher_references(teacher, tokenizer, rows)
+    test_file = ROOT / "data/curated/test.jsonl"
+    rows, scored = [row for _, row in read_jsonl(test_file)], heldout_rows(tokenizer, test_file)
+    return tokenizer, teacher, rows, (scored, teacher_logprobs(hf_logits_fn(teacher), scored))
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

@@ -7,23 +7,25 @@ import json
 import math
 from pathlib import Path
 
-import torch
-
-from potstill.io import InputError, folder_digest, read_jsonl, state_dir, write_text_atomic
-from potstill.train import tokenize_chat
+from potstill.io import folder_digest, state_dir, write_text_atomic
+from potstill.metrics import distill_metrics, expected_calibration_error, heldout_rows, hf_logits_fn, mc_confidences
 
 REPORTED_METRICS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "exact_match",
                     "exact_match_stderr")
 
 
+def hf_lm(model, tokenizer, batch_size: int):
+    """Return lm-eval's HFLM around an in-memory transformers model, on the model's own device."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                device=str(next(model.parameters()).device))
+
+
 def lm_eval_scores(model, tokenizer, tasks: list[str], manager, limit: int | None,
                    batch_size: int) -> dict[str, dict[str, float]]:
     """Return {task: {metric: value}} from lm-eval's Python API for an in-memory model."""
-    from lm_eval.models.huggingface import HFLM
-
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device="cpu"
-              if not torch.cuda.is_available() else "cuda")
-    return lm_eval_results(lm, tasks, manager, limit)[0]
+    return lm_eval_results(hf_lm(model, tokenizer, batch_size), tasks, manager, limit)[0]
 
 
 def lm_eval_results(lm, tasks: list[str], manager, limit: int | None) -> tuple[dict, dict, dict]:
@@ -34,8 +36,6 @@ def lm_eval_results(lm, tasks: list[str], manager, limit: int | None) -> tuple[d
     from each item's softmax over its choices' log-likelihoods (10 bins).
     """
     from lm_eval import simple_evaluate
-
-    from potstill.metrics import expected_calibration_error, mc_confidences
 
     results = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=limit,
                               log_samples=True, random_seed=0, numpy_random_seed=0,
@@ -64,22 +64,9 @@ def lm_eval_results(lm, tasks: list[str], manager, limit: int | None) -> tuple[d
 
 def heldout_nll(model, tokenizer, test_file: Path, max_seq_len: int = 512) -> float:
     """Return mean per-token NLL of the teacher's held-out responses (assistant tokens only)."""
-    total, count = 0.0, 0
     model.eval()
-    for _, row in read_jsonl(test_file):
-        encoded = tokenize_chat(tokenizer, row["messages"], max_seq_len)
-        # On the model's device: a model on CUDA must not be fed CPU tensors (bench/gpu_smoke.py).
-        device = next(model.parameters()).device
-        ids = torch.tensor([encoded["input_ids"]], device=device)
-        labels = torch.tensor(encoded["labels"][1:], device=device)
-        with torch.no_grad():
-            logits = model(ids).logits[0, :-1]
-        mask = labels != -100
-        total += float(torch.nn.functional.cross_entropy(logits[mask], labels[mask], reduction="sum"))
-        count += int(mask.sum())
-    if count == 0:
-        raise InputError(f"{test_file}: no held-out responses; raise curate.test_fraction")
-    return total / count
+    rows = heldout_rows(tokenizer, test_file, max_seq_len)
+    return distill_metrics(hf_logits_fn(model), rows, None)["heldout_nll"]
 
 
 class ScoreCache:

@@ -25,7 +25,7 @@ import typer
 
 from potstill.cli import friendly_errors
 from potstill.device import resolve_device
-from potstill.evaluate import ScoreCache, lm_eval_results
+from potstill.evaluate import ScoreCache, hf_lm, lm_eval_results
 from potstill.gates import check_gates, unknown_gate_models
 from potstill.io import write_json, write_text_atomic
 from potstill.metrics import (
@@ -78,16 +78,12 @@ def load_model(kind: str, folder: Path, base: Path | None = None, device: torch.
 def measure(name: str, kind: str, folder: Path, base: Path | None, ev, manager, rows, test_file: Path,
             teacher_lp, merged_bytes: int, device: torch.device | None = None) -> dict:
     """Return one model's full record: task scores, per-item results, distillation, calibration, cost."""
-    from lm_eval.models.huggingface import HFLM
-
     model, tokenizer, is_gguf = load_model(kind, folder, base, device)
     logits_fn = model.logits if is_gguf else hf_logits_fn(model)
     record = distill_metrics(logits_fn, rows, teacher_lp)
     if kind == "adapter":  # the merge check needs NLL and argmax only
         return record
-    lm = model.lm(ev.batch_size) if is_gguf else HFLM(pretrained=model, tokenizer=tokenizer,
-                                                         batch_size=ev.batch_size,
-                                                         device=str(next(model.parameters()).device))
+    lm = model.lm(ev.batch_size) if is_gguf else hf_lm(model, tokenizer, ev.batch_size)
     scores, items, calibration = lm_eval_results(lm, ev.tasks, manager, ev.limit)
     generate_fn = model.generate if is_gguf else hf_generate_fn(model, tokenizer)
     size = weight_bytes(folder)
