@@ -1,17 +1,22 @@
 """Teacher throughput side by side: a naive loop, a bare concurrent client, and potstill's generate.
 
-    .venv/bin/python bench/generate_bench.py                          # embedded llama.cpp, 12 prompts
-    .venv/bin/python bench/generate_bench.py --prompts 12 --max-tokens 32 --fake --fake-concurrency 8
+    .venv/bin/python bench/generate_bench.py           # llama.cpp (12 prompts) + transformers serve (32 prompts)
+    .venv/bin/python bench/generate_bench.py --fake    # and a fake fast server (the client's own overhead)
+
+The transformers side serves models/teacher (the teacher as a safetensors checkpoint, made by
+`dvc repro prepare`) with `transformers serve --continuous-batching` on the CPU.
 
 Prints completion tokens/s for, on the same prompts and sampling params:
   naive     one request after another with time.sleep(0.5) between them (the hand-written loop)
   bare      the openai client in `concurrency` threads: no retries, cache, pacing or ledger
   generate  potstill.teacher.generate through the dispatcher (retries, pacing, budget, ledger)
             with a fresh, empty cache, so every prompt is really asked
-against the embedded llama.cpp server (one request at a time, as it serves them), and with
---fake also against an in-process fake server that answers after --fake-delay-s (where the
-client's own overhead shows). Run from the repository root; timings move with other load on
-the machine, so compare rows of one run only.
+against the embedded llama.cpp server (one request at a time, as it serves them), against
+`transformers serve --continuous-batching` (a concurrent server that batches requests in flight,
+the loopback stand-in for vLLM) at --serve-concurrency, and with --fake also against an
+in-process fake server that answers after --fake-delay-s (where the client's own overhead shows).
+Run from the repository root; timings move with other load on the machine, so compare rows of
+one run only.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from potstill.dispatch import build_dispatcher
@@ -28,7 +34,7 @@ from potstill.fake_endpoint import FakeOpenAI
 from potstill.ledger import Ledger
 from potstill.models import find_teacher_gguf
 from potstill.params import load_params
-from potstill.server import llama_cpp_server
+from potstill.server import llama_cpp_server, transformers_server
 from potstill.teacher import ResponseCache, Sampling, build_messages, generate, load_prompts, make_client
 
 NAIVE_PAUSE_S = 0.5
@@ -82,15 +88,15 @@ def compare(name: str, url: str, rows: list[dict], sampling: Sampling, concurren
     create(make_client(url, None, 120), all_messages[0], sampling)  # warm-up: load, first-prompt cost
     print(f"\n{name}: {len(rows)} prompts, max_tokens {sampling.max_tokens}, concurrency {concurrency}, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"  {'client':<10}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'x naive':>9}")
-    baseline = None
+    print(f"  {'client':<10}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'x naive':>9}{'x bare':>8}")
+    rates: dict[str, float] = {}
     for label, run in (("naive", lambda: naive(url, all_messages, sampling, concurrency)),
                        ("bare", lambda: bare(url, all_messages, sampling, concurrency)),
                        ("generate", lambda: machinery(url, rows, sampling, concurrency, teacher, system))):
         tokens, wall = run()
-        rate = tokens / wall
-        baseline = baseline or rate
-        print(f"  {label:<10}{tokens:>8}{wall:>9.2f}{rate:>9.1f}{rate / baseline:>9.2f}")
+        rates[label] = rate = tokens / wall
+        versus_bare = f"{rate / rates['bare']:>8.2f}" if "bare" in rates else ""
+        print(f"  {label:<10}{tokens:>8}{wall:>9.2f}{rate:>9.1f}{rate / rates['naive']:>9.2f}{versus_bare}")
 
 
 def main() -> None:
@@ -102,6 +108,10 @@ def main() -> None:
     parser.add_argument("--fake-concurrency", type=int, default=8)
     parser.add_argument("--fake-delay-s", type=float, default=0.05, help="the fake server's time per request")
     parser.add_argument("--no-llama", action="store_true", help="skip the embedded llama.cpp server")
+    parser.add_argument("--no-serve", action="store_true", help="skip the transformers serve server")
+    parser.add_argument("--serve-model", default="models/teacher", help="checkpoint for transformers serve")
+    parser.add_argument("--serve-prompts", type=int, default=32)
+    parser.add_argument("--serve-concurrency", type=int, default=32)
     args = parser.parse_args()
 
     params = load_params(args.params, "teacher", "generate")
@@ -109,6 +119,15 @@ def main() -> None:
     sampling = Sampling(model=teacher.model, temperature=teacher.temperature, top_p=teacher.top_p,
                         max_tokens=args.max_tokens, logprobs=0, seed=gen.seed)
     rows = load_prompts("data/prompts.jsonl", limit=args.prompts)
+    if not args.no_serve:
+        model_dir = Path(args.serve_model)
+        if not (model_dir / "config.json").exists():
+            parser.error(f"{model_dir} has no config.json: run `dvc repro prepare` first, or pass --serve-model")
+        served = replace(sampling, model=str(model_dir))  # transformers serve names it by path
+        with transformers_server(model_dir) as url:
+            compare("transformers serve --continuous-batching (CPU)", url,
+                    load_prompts("data/prompts.jsonl", limit=args.serve_prompts), served, args.serve_concurrency,
+                    teacher.model_copy(update={"model": str(model_dir)}), gen.system_prompt)
     if not args.no_llama:
         gguf, _ = find_teacher_gguf(teacher.gguf_package)
         with llama_cpp_server(gguf, teacher.model) as url:

@@ -1,4 +1,5 @@
-"""Serve the embedded teacher GGUF with llama-cpp-python's OpenAI-compatible server."""
+"""Local OpenAI-compatible servers on loopback: llama.cpp for the embedded GGUF teacher, and
+`transformers serve` (continuous batching) for a local checkpoint."""
 
 from __future__ import annotations
 
@@ -32,11 +33,7 @@ def llama_cpp_server(
     gguf_path: Path, model_alias: str, n_threads: int | None = None, n_ctx: int = 2048,
     startup_timeout_s: float = 180.0,
 ) -> Iterator[str]:
-    """Yield the base URL of a llama.cpp server on a free loopback port; stop it on exit.
-
-    The server runs in its own process group so that Ctrl-C, an exception or a failed start
-    always takes it down with the stage.
-    """
+    """Yield the base URL of a llama.cpp server on a free loopback port; stop it on exit."""
     port = free_port()
     # Half the cores, as llama.cpp itself defaults to: with every core busy its OpenMP threads
     # spin against each other (measured here on 2 cores: 57 tok/s with 1 thread, 1.4 with 2
@@ -48,16 +45,46 @@ def llama_cpp_server(
         "--host", "127.0.0.1", "--port", str(port),
         "--n_threads", str(threads), "--n_ctx", str(n_ctx),
     ]
-    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    with _supervised("llama.cpp server", cmd, port, env, startup_timeout_s) as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
+def transformers_server(model_dir: Path, device: str = "cpu", startup_timeout_s: float = 300.0) -> Iterator[str]:
+    """Yield the base URL of `transformers serve --continuous-batching` for a local checkpoint.
+
+    A concurrent OpenAI-compatible server (paged attention, requests batched as they arrive),
+    the loopback stand-in for vLLM. The model id to send in requests is `str(model_dir)`.
+    Needs the `transformers[serving]` extra (fastapi, uvicorn), which the dev install has.
+    """
+    port = free_port()
+    cli = Path(sys.executable).with_name("transformers")
+    cmd = [
+        str(cli) if cli.exists() else "transformers", "serve", str(model_dir), "--continuous-batching",
+        "--device", device, "--host", "127.0.0.1", "--port", str(port),
+    ]
+    with _supervised("transformers serve", cmd, port, {}, startup_timeout_s) as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
+def _supervised(name: str, cmd: list[str], port: int, env: dict[str, str], startup_timeout_s: float) -> Iterator[str]:
+    """Run `cmd` until its /v1/models answers, yield its base URL, and always stop it on exit.
+
+    The server runs in its own process group so that Ctrl-C, an exception or a failed start
+    always takes it down with the caller.
+    """
+    log = tempfile.NamedTemporaryFile(prefix=f"{name.split()[0].replace('.', '-')}-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, **env})
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + startup_timeout_s
         while True:
             if proc.poll() is not None:
                 raise ServerError(
-                    f"llama.cpp server exited with code {proc.returncode} before it was ready; "
+                    f"{name} exited with code {proc.returncode} before it was ready; "
                     f"its log: {log.name}\n{Path(log.name).read_text(errors='replace')[-2000:]}"
                 )
             try:
@@ -67,7 +94,7 @@ def llama_cpp_server(
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise ServerError(f"llama.cpp server not ready after {startup_timeout_s:.0f}s; log: {log.name}")
+                raise ServerError(f"{name} not ready after {startup_timeout_s:.0f}s; log: {log.name}")
             time.sleep(0.3)
         yield base_url
     finally:

@@ -66,3 +66,27 @@ def test_llama_cpp_logprobs_are_at_temperature_one(served, teacher_gguf):
     error_t07 = (at[0.7] - reported).abs().mean()
     assert error_t1 < 0.25, (error_t1, reported, at[1.0])
     assert error_t1 < error_t07
+
+
+def test_generate_against_transformers_serve(tiny_model_dir, tmp_path):
+    """`transformers serve --continuous-batching` (the bench's concurrent server) answers every prompt
+    sent through potstill's dispatcher 4 at a time, and is gone once the context exits."""
+    from potstill.dispatch import build_dispatcher
+    from potstill.ledger import Ledger
+    from potstill.params import TeacherParams
+    from potstill.server import transformers_server
+    from potstill.teacher import ResponseCache, generate
+
+    rows = [{"id": f"p{i}", "prompt": f"Name {i + 1} colours."} for i in range(4)]
+    sampling = Sampling(model=str(tiny_model_dir), temperature=0.0, top_p=1.0, max_tokens=6, logprobs=0, seed=0)
+    teacher = TeacherParams(model=str(tiny_model_dir), temperature=0.0, top_p=1.0, max_tokens=6, logprobs=0,
+                            timeout_s=60, max_concurrency_per_endpoint=4)
+    with transformers_server(tiny_model_dir) as base_url:
+        dispatcher = build_dispatcher([base_url], teacher, sampling, Ledger())
+        records, stats = generate(rows, dispatcher, sampling, ResponseCache(tmp_path), concurrency=4,
+                                  progress=False, ledger=dispatcher.ledger, cancel=dispatcher.cancel)
+    assert [r["row"]["id"] for r in records] == [r["id"] for r in rows]
+    assert stats["requested"] == 4
+    assert all(1 <= r["record"]["usage"]["completion_tokens"] <= 6 for r in records)
+    assert stats["ledger"]["completion_tokens"] == stats["completion_tokens"] > 0
+    assert not port_open(base_url)
