@@ -23,9 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from potstill.gptq import q8_0_bytes
 from potstill.io import InputError, atomic_dir
 
-QTYPES = ("f16", "q8_0", "q4_k_m")
+QTYPES = ("f16", "q8_0", "q8_0-gptq", "q4_k_m")
+# Training rows the GPTQ Hessians are estimated from (~100 s on 2 CPU cores for the default student).
+GPTQ_CALIBRATION_ROWS = 256
 # Same pre-tokenizer as the shipped SmolLM2 teacher GGUF: GPT-2 byte-level BPE that splits digits.
 PRE_TOKENIZER = "smollm"
 # An f16 export that disagrees more than this with transformers is a conversion bug, not rounding.
@@ -110,8 +113,13 @@ def _add_tokenizer(writer, tokenizer, n_vocab: int) -> None:
         writer.add_chat_template(tokenizer.chat_template)
 
 
-def _write_gguf(merged_dir: Path, path: Path, dtype, permute_qk: bool = True) -> None:
-    """Write merged_dir's llama checkpoint as a GGUF with 2-D weights in `dtype` (norms stay float32)."""
+def _write_gguf(merged_dir: Path, path: Path, dtype, permute_qk: bool = True,
+                q8_0: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+    """Write merged_dir's llama checkpoint as a GGUF with 2-D weights in `dtype` (norms stay float32).
+
+    q8_0: {HF tensor name: (int8 values, fp16 scales)} already rounded (potstill.gptq); those
+    tensors are written as q8_0 blocks as they are, and the file is labelled q8_0.
+    """
     import gguf
     from safetensors import safe_open
     from transformers import AutoConfig, AutoTokenizer
@@ -137,7 +145,10 @@ def _write_gguf(merged_dir: Path, path: Path, dtype, permute_qk: bool = True) ->
         writer.add_value_length(head_dim)
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == np.float16 else gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if q8_0 else
+                         gguf.LlamaFileType.MOSTLY_F16 if dtype == np.float16 else gguf.LlamaFileType.ALL_F32)
+    if q8_0:
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)  # as llama.cpp's quantizer records it
     _add_tokenizer(writer, tokenizer, config.vocab_size)
 
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
@@ -152,12 +163,21 @@ def _write_gguf(merged_dir: Path, path: Path, dtype, permute_qk: bool = True) ->
                 if name is None:
                     raise InputError(f"{shard}: tensor {hf_name!r} has no llama GGUF name; the export handles "
                                      "plain llama checkpoints (merge LoRA adapters first)")
-                weight = handle.get_tensor(hf_name).float().numpy()
+                if q8_0 and hf_name in q8_0:
+                    weight = q8_0_bytes(*q8_0[hf_name])  # one row of blocks per output row, so it permutes alike
+                else:
+                    weight = handle.get_tensor(hf_name).float().numpy()
                 if permute_qk and hf_name.endswith("q_proj.weight"):
                     weight = _permute_for_rope(weight, n_head)
                 elif permute_qk and hf_name.endswith("k_proj.weight"):
                     weight = _permute_for_rope(weight, n_kv_head)
-                writer.add_tensor(name, weight.astype(dtype if weight.ndim == 2 else np.float32))
+                if q8_0 and hf_name in q8_0:
+                    writer.add_tensor(name, weight, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+                elif q8_0 and weight.ndim == 2:  # an untied embedding: no Linear input to calibrate on
+                    writer.add_tensor(name, gguf.quants.quantize(weight, gguf.GGMLQuantizationType.Q8_0),
+                                      raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+                else:
+                    writer.add_tensor(name, weight.astype(dtype if weight.ndim == 2 else np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -233,12 +253,37 @@ def verify_against_source(merged_dir: Path, gguf_folder: Path) -> dict:
     return report
 
 
-def build_gguf(merged_dir: Path, out_dir: Path, qtype: str, *, _permute_qk: bool = True) -> dict:
+def _gptq_tensors(merged_dir: Path, calibration: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Return {HF weight name: (int8, fp16 scales)} of every Linear, rounded by GPTQ on calibration rows."""
+    from transformers import AutoTokenizer
+
+    from potstill.gptq import collect_hessians, gptq_q8_0
+    from potstill.metrics import heldout_rows
+    from potstill.models import load_checked
+
+    model = load_checked(merged_dir)
+    rows = heldout_rows(AutoTokenizer.from_pretrained(merged_dir), calibration)[:GPTQ_CALIBRATION_ROWS]
+    hessians = collect_hessians(model, rows)
+    tied = model.config.tie_word_embeddings
+    rounded = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            # The tied head's weight is the embedding's: llama.cpp reads it as token_embd.
+            key = "model.embed_tokens.weight" if name == "lm_head" and tied else f"{name}.weight"
+            rounded[key] = gptq_q8_0(module.weight, hessians[name])
+    return rounded
+
+
+def build_gguf(merged_dir: Path, out_dir: Path, qtype: str, *, calibration: Path | None = None,
+               _permute_qk: bool = True) -> dict:
     """Return the verification report of a GGUF export of merged_dir, written atomically into out_dir.
 
-    qtype in {"f16", "q8_0", "q4_k_m"}. out_dir gets model.gguf, an Ollama Modelfile, the HF
-    tokenizer files and potstill_quantization.json. The export is loaded in llama.cpp and compared
-    with the transformers model on PROBE_TEXTS; an f16 export that disagrees (top-1 agreement below
+    qtype in {"f16", "q8_0", "q8_0-gptq", "q4_k_m"}. q8_0 is llama.cpp's own round-to-nearest;
+    q8_0-gptq writes the same q8_0 blocks rounded by GPTQ (potstill.gptq) on up to
+    GPTQ_CALIBRATION_ROWS chats of `calibration` (the training split, never held-out data).
+    out_dir gets model.gguf, an Ollama Modelfile, the HF tokenizer files and
+    potstill_quantization.json. The export is loaded in llama.cpp and compared with the
+    transformers model on PROBE_TEXTS; an f16 export that disagrees (top-1 agreement below
     MIN_F16_TOP1_AGREEMENT) raises RuntimeError and leaves no out_dir. `_permute_qk=False` exists
     only for the test proving the q/k rope permutation is needed.
     """
@@ -254,6 +299,11 @@ def build_gguf(merged_dir: Path, out_dir: Path, qtype: str, *, _permute_qk: bool
     with atomic_dir(out_dir) as tmp:
         if qtype == "f16":
             _write_gguf(merged_dir, tmp / "model.gguf", np.float16, _permute_qk)
+        elif qtype == "q8_0-gptq":
+            if calibration is None or not Path(calibration).is_file():
+                raise InputError(f"gguf-q8_0-gptq needs calibration chats (the training split); got {calibration}")
+            _write_gguf(merged_dir, tmp / "model.gguf", np.float32, _permute_qk,
+                        q8_0=_gptq_tensors(merged_dir, Path(calibration)))
         else:
             # Quantize from float32 so the only rounding is the quantization's own.
             _write_gguf(merged_dir, tmp / "model-f32.gguf", np.float32, _permute_qk)

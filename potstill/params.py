@@ -195,7 +195,8 @@ class LoraParams(_Section):
     target_modules: str | list[str] = "all-linear"
 
 
-QUANTIZE_FORMATS = ("quanto-int8", "quanto-int4", "torchao-int8", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m")
+QUANTIZE_FORMATS = ("quanto-int8", "quanto-int4", "torchao-int8", "gguf-f16", "gguf-q8_0",
+                    "gguf-q8_0-gptq", "gguf-q4_k_m")
 
 
 class QuantizeParams(_Section):

@@ -2,7 +2,7 @@
 
 Formats (quantize.formats): optimum-quanto int8/int4 and torchao int8 weight-only (transformers
 checkpoints in safetensors; Linear layers only, so the tied embedding stays fp32), and GGUF
-f16/q8_0/q4_k_m for llama.cpp and ollama (potstill.gguf). Each folder records its format in
+f16/q8_0/q8_0-gptq/q4_k_m for llama.cpp and ollama (potstill.gguf). Each folder records its format in
 potstill_quantization.json; `load_quantized` reads that and checks that every weight loaded.
 """
 
@@ -29,11 +29,12 @@ def weight_bytes(folder: Path) -> int:
                if path.is_file() and path.suffix in (".safetensors", ".gguf"))
 
 
-def quantize_format(model_dir: Path, out_dir: Path, fmt: str) -> dict:
+def quantize_format(model_dir: Path, out_dir: Path, fmt: str, calibration: Path | None = None) -> dict:
     """Return the figures of one quantize.formats entry after writing it to `out_dir` and verifying it.
 
     Figures: size_bytes and fp32_size_bytes (weight files only), size_ratio, and the format's own
     fidelity figures (logit change vs fp32, reload drift; GGUF: top-1 agreement and KL vs merged).
+    calibration: training chats (JSONL) for the calibrated formats (gguf-q8_0-gptq).
     """
     if fmt.startswith("quanto-"):
         figures = quantize_model(model_dir, out_dir, fmt.removeprefix("quanto-"))
@@ -42,7 +43,7 @@ def quantize_format(model_dir: Path, out_dir: Path, fmt: str) -> dict:
     elif fmt.startswith("gguf-"):
         from potstill.gguf import build_gguf  # llama.cpp tooling: imported only when a GGUF is asked for
 
-        figures = build_gguf(Path(model_dir), Path(out_dir), fmt.removeprefix("gguf-"))
+        figures = build_gguf(Path(model_dir), Path(out_dir), fmt.removeprefix("gguf-"), calibration=calibration)
     else:
         raise InputError(f"quantize.formats: unknown format {fmt!r}")
     figures = {**figures, "format": fmt, "size_bytes": weight_bytes(out_dir),

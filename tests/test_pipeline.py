@@ -8,7 +8,7 @@ from conftest import override_params, run
 
 pytestmark = pytest.mark.slow
 
-FORMATS = ["quanto-int8", "gguf-q8_0"]  # quantize.formats in params.yaml
+FORMATS = ["quanto-int8", "gguf-q8_0", "gguf-q8_0-gptq"]  # quantize.formats in params.yaml
 STAGES = ["prepare", "generate", "curate", "score", "train", "merge", *(f"quantize@{fmt}" for fmt in FORMATS),
           "quantize@quanto-int4", "evaluate"]
 
