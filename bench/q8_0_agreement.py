@@ -12,6 +12,9 @@ KL(fp32 || variant) over the full vocabulary:
   activations q8_0         PyTorch, fp32 weights, every Linear's input rounded to q8_0 blocks per
                            token, as llama.cpp's CPU kernels do for q8_0 weights
   weights RTN + act q8_0   both roundings: what llama.cpp q8_0 should give
+  GPTQ + act q8_0 head     GPTQ weights, only the LM head's input rounded: the best any fix of the
+                           layers' activations (SmoothQuant-style scaling folded into the norms)
+                           could reach, since the tied head cannot be rescaled without untying it
   llama.cpp q8_0           the gguf-q8_0 format (llama.cpp's quantizer)
   llama.cpp q8_0-gptq      the gguf-q8_0-gptq format
 
@@ -93,8 +96,9 @@ def main() -> None:
                     parameter.copy_(rounded[name])
 
     @contextlib.contextmanager
-    def q8_0_activations():
-        handles = [m.register_forward_pre_hook(lambda _, inputs: (q8_0_round(inputs[0]),)) for m in linears.values()]
+    def q8_0_activations(only: str | None = None):
+        handles = [m.register_forward_pre_hook(lambda _, inputs: (q8_0_round(inputs[0]),))
+                   for name, m in linears.items() if only in (None, name)]
         try:
             yield
         finally:
@@ -119,6 +123,8 @@ def main() -> None:
             gptq[key] = torch.from_numpy(dequantize_q8_0(*rounded[key]))
         set_weights(gptq)
         show("weights GPTQ", reference_fn)
+        with q8_0_activations(only="lm_head"):
+            show("GPTQ + act q8_0 head", reference_fn)
 
         set_weights(original)
         with q8_0_activations():

@@ -21,6 +21,19 @@ FORMAT_NOTES = {
     "gguf": "GGUF for llama.cpp / ollama (embedding quantized too); tokenizer and chat template inside. "
             "`ollama create NAME -f Modelfile` or `llama-cli -m model.gguf`.",
 }
+# Notes for formats that share a library note but were built differently.
+VARIANT_NOTES = {
+    "gguf-q8_0-gptq": "The q8_0 blocks were rounded by GPTQ (calibrated on the training split) instead of "
+                      "llama.cpp's round-to-nearest; any llama.cpp reads them as ordinary q8_0.",
+}
+
+
+def _training_line(sections: dict) -> str:
+    """Return how the student was trained, from the `train` section where the card has it."""
+    train = sections.get("train")
+    if train is None:
+        return "trained"
+    return "fine-tuned in full" if train.method == "full" else "trained with LoRA adapters"
 
 
 def teacher_line(teacher) -> str:
@@ -47,7 +60,7 @@ def card(model_name: str, sections: dict, facts: dict, metrics: dict | None = No
     fmt = str(facts.get("format", model_name))
     library = fmt.split("-")[0]
     lines = [f"# potstill: {model_name}", "",
-             "A student distilled with potstill: a layer-pruned copy of the teacher, trained with LoRA on "
+             f"A student distilled with potstill: a layer-pruned copy of the teacher, {_training_line(sections)} on "
              "the teacher's answers and soft targets (KD), merged" + (f", then exported as `{fmt}`." if
                                                                      library in FORMAT_NOTES else "."), "",
              "## Teacher and licence", "", f"- Teacher: {teacher_line(sections['teacher'])}" if "teacher" in
@@ -58,7 +71,8 @@ def card(model_name: str, sections: dict, facts: dict, metrics: dict | None = No
              "deduplicated and decontaminated against the evaluation tasks (curate stage).",
              "- Evaluation uses the held-out test split (never trained on) and the lm-eval tasks.", ""]
     if library in FORMAT_NOTES:
-        lines += ["## Format", "", f"- {FORMAT_NOTES[library]}", ""]
+        lines += ["## Format", "", f"- {FORMAT_NOTES[library]}",
+                  *([f"- {VARIANT_NOTES[fmt]}"] if fmt in VARIANT_NOTES else []), ""]
     if facts:
         lines += ["## Build facts", "", "| fact | value |", "|---|---|"]
         lines += [f"| {key} | {value:.6g} |" if isinstance(value, float) else f"| {key} | {value} |"

@@ -46,7 +46,7 @@ def llama_cpp_server(
         "--n_threads", str(threads), "--n_ctx", str(n_ctx),
     ]
     env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    with _supervised("llama.cpp server", cmd, port, env, startup_timeout_s) as base_url:
+    with _supervised("llama.cpp server", "llama-server-", cmd, port, env, startup_timeout_s) as base_url:
         yield base_url
 
 
@@ -64,18 +64,20 @@ def transformers_server(model_dir: Path, device: str = "cpu", startup_timeout_s:
         str(cli) if cli.exists() else "transformers", "serve", str(model_dir), "--continuous-batching",
         "--device", device, "--host", "127.0.0.1", "--port", str(port),
     ]
-    with _supervised("transformers serve", cmd, port, {}, startup_timeout_s) as base_url:
+    with _supervised("transformers serve", "transformers-serve-", cmd, port, {}, startup_timeout_s) as base_url:
         yield base_url
 
 
 @contextlib.contextmanager
-def _supervised(name: str, cmd: list[str], port: int, env: dict[str, str], startup_timeout_s: float) -> Iterator[str]:
+def _supervised(name: str, log_prefix: str, cmd: list[str], port: int, env: dict[str, str],
+                startup_timeout_s: float) -> Iterator[str]:
     """Run `cmd` until its /v1/models answers, yield its base URL, and always stop it on exit.
 
     The server runs in its own process group so that Ctrl-C, an exception or a failed start
-    always takes it down with the caller.
+    always takes it down with the caller. Its output goes to a `log_prefix`*.log file in the
+    temporary directory (the secrets test scans llama-server-*.log there).
     """
-    log = tempfile.NamedTemporaryFile(prefix=f"{name.split()[0].replace('.', '-')}-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(prefix=log_prefix, suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, **env})
     base_url = f"http://127.0.0.1:{port}/v1"

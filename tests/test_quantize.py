@@ -65,3 +65,16 @@ def test_quantize_stage_writes_one_format_with_its_card(tiny_model_dir, tmp_path
 def test_a_format_not_listed_is_refused_by_name(tiny_model_dir):
     with pytest.raises(InputError, match="unknown format 'int3'"):
         quantize_format(tiny_model_dir, tiny_model_dir.parent / "x", "int3")
+
+
+def test_model_card_says_how_the_student_was_trained_and_built():
+    from potstill.model_card import card
+    from potstill.params import load_params
+
+    sections = load_params("params.yaml", "teacher", "train")
+    full = card("gguf-q8_0-gptq", sections, {"format": "gguf-q8_0-gptq"})
+    assert "fine-tuned in full" in full and "LoRA" not in full.split("##")[0]
+    assert "rounded by GPTQ" in full and "llama.cpp / ollama" in full
+    lora = sections["train"].model_copy(update={"method": "lora"})
+    assert "trained with LoRA adapters" in card("gguf-q8_0", {**sections, "train": lora}, {"format": "gguf-q8_0"})
+    assert "GPTQ" not in card("gguf-q8_0", sections, {"format": "gguf-q8_0"})

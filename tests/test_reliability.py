@@ -27,7 +27,7 @@ from potstill.fake_endpoint import FakeOpenAI, FaultProxy
 from potstill.io import InputError
 from potstill.ledger import Ledger
 from potstill.models import load_checked
-from potstill.params import TeacherParams
+from potstill.params import QUANTIZE_FORMATS, TeacherParams
 from potstill.quantize import load_quantized
 from potstill.tasks import load_tasks
 from potstill.teacher import ResponseCache, Sampling, generate
@@ -438,7 +438,7 @@ def test_quantize_stage_exits_2_on_an_unknown_format(tmp_path, tiny_model_dir):
     result = invoke(app, ["--params", params, "--format", "int3", "--merged", tiny_model_dir, "--out", tmp_path / "q",
                           "--metrics", tmp_path / "m.json"])
     assert result.exit_code == 2 and "quantize.formats" in result.output and str(params) in result.output
-    assert "allowed: quanto-int8, quanto-int4, torchao-int8, gguf-f16, gguf-q8_0, gguf-q4_k_m" in result.output
+    assert f"allowed: {', '.join(QUANTIZE_FORMATS)}" in result.output and "gguf-q8_0-gptq" in QUANTIZE_FORMATS
     assert not (tmp_path / "q").exists()
 
 
