@@ -70,9 +70,9 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.merged)
     rows = heldout_rows(tokenizer, args.test)
     reference_fn = hf_logits_fn(model)
-    logits = [reference_fn(row["input_ids"])[_scored_positions(row)[0]] for row in rows]
     reference, _, reference_lp = scores(reference_fn, rows)
-    top2 = torch.cat([lg.topk(2, dim=-1).values for lg in logits])
+    # log_softmax shifts a row by a constant, so log-prob gaps are logit gaps.
+    top2 = torch.cat([lp.topk(2, dim=-1).values for lp in reference_lp])
     near_tie = (top2[:, 0] - top2[:, 1]) < NEAR_TIE
     print(f"{args.merged}: {len(reference)} held-out positions, {int(near_tie.sum())} near ties "
           f"(top-2 logit gap < {NEAR_TIE})\n")
@@ -87,7 +87,6 @@ def main() -> None:
 
     original = {name: p.detach().clone() for name, p in model.named_parameters() if p.ndim == 2}
     linears = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    tied = model.config.tie_word_embeddings
 
     def set_weights(rounded: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
@@ -117,10 +116,7 @@ def main() -> None:
 
         # What build_gguf(..., "q8_0-gptq") writes, computed once for the PyTorch row and the file.
         rounded = _gptq_tensors(args.merged, args.train)
-        gptq = dict(original)
-        for name in linears:
-            key = "model.embed_tokens.weight" if name == "lm_head" and tied else f"{name}.weight"
-            gptq[key] = torch.from_numpy(dequantize_q8_0(*rounded[key]))
+        gptq = {**original, **{key: torch.from_numpy(dequantize_q8_0(*q)) for key, q in rounded.items()}}
         set_weights(gptq)
         show("weights GPTQ", reference_fn)
         with q8_0_activations(only="lm_head"):

@@ -13,6 +13,7 @@ transformers model before the folder appears:
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from potstill.gptq import q8_0_bytes
-from potstill.io import InputError, atomic_dir
+from potstill.io import InputError, atomic_dir, read_jsonl
 
 QTYPES = ("f16", "q8_0", "q8_0-gptq", "q4_k_m")
 # Training rows the GPTQ Hessians are estimated from (~100 s on 2 CPU cores for the default student).
@@ -163,15 +164,16 @@ def _write_gguf(merged_dir: Path, path: Path, dtype, permute_qk: bool = True,
                 if name is None:
                     raise InputError(f"{shard}: tensor {hf_name!r} has no llama GGUF name; the export handles "
                                      "plain llama checkpoints (merge LoRA adapters first)")
-                if q8_0 and hf_name in q8_0:
-                    weight = q8_0_bytes(*q8_0[hf_name])  # one row of blocks per output row, so it permutes alike
+                rounded = q8_0.get(hf_name) if q8_0 else None
+                if rounded is not None:
+                    weight = q8_0_bytes(*rounded)  # one row of blocks per output row, so it permutes alike
                 else:
                     weight = handle.get_tensor(hf_name).float().numpy()
                 if permute_qk and hf_name.endswith("q_proj.weight"):
                     weight = _permute_for_rope(weight, n_head)
                 elif permute_qk and hf_name.endswith("k_proj.weight"):
                     weight = _permute_for_rope(weight, n_kv_head)
-                if q8_0 and hf_name in q8_0:
+                if rounded is not None:
                     writer.add_tensor(name, weight, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
                 elif q8_0 and weight.ndim == 2:  # an untied embedding: no Linear input to calibrate on
                     writer.add_tensor(name, gguf.quants.quantize(weight, gguf.GGMLQuantizationType.Q8_0),
@@ -258,11 +260,15 @@ def _gptq_tensors(merged_dir: Path, calibration: Path) -> dict[str, tuple[np.nda
     from transformers import AutoTokenizer
 
     from potstill.gptq import collect_hessians, gptq_q8_0
-    from potstill.metrics import heldout_rows
     from potstill.models import load_checked
+    from potstill.train import tokenize_chat
 
     model = load_checked(merged_dir)
-    rows = heldout_rows(AutoTokenizer.from_pretrained(merged_dir), calibration)[:GPTQ_CALIBRATION_ROWS]
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    rows = [tokenize_chat(tokenizer, row["messages"], 512)
+            for _, row in itertools.islice(read_jsonl(calibration), GPTQ_CALIBRATION_ROWS)]
+    if not rows:
+        raise InputError(f"{calibration}: no chats to calibrate gguf-q8_0-gptq on; it takes the training split")
     hessians = collect_hessians(model, rows)
     tied = model.config.tie_word_embeddings
     rounded = {}

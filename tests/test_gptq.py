@@ -95,3 +95,7 @@ def test_gptq_without_calibration_is_refused(tiny_model_dir, tmp_path):
     with pytest.raises(InputError, match="needs calibration chats"):
         build_gguf(tiny_model_dir, tmp_path / "out", "q8_0-gptq", calibration=tmp_path / "missing.jsonl")
     assert not (tmp_path / "out").exists()
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(InputError, match="empty.jsonl: no chats to calibrate"):
+        build_gguf(tiny_model_dir, tmp_path / "out", "q8_0-gptq", calibration=tmp_path / "empty.jsonl")
+    assert not (tmp_path / "out").exists()
