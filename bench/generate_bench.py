@@ -23,19 +23,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from potstill.dispatch import build_dispatcher
-from potstill.fake_endpoint import FakeOpenAI
-from potstill.ledger import Ledger
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fake server lives with the tests
+
+from fake_endpoint import FakeOpenAI
+
 from potstill.models import find_teacher_gguf
 from potstill.params import load_params
-from potstill.server import llama_cpp_server, transformers_server
-from potstill.teacher import ResponseCache, Sampling, build_messages, generate, load_prompts, make_client
+from potstill.teacher.cache import ResponseCache
+from potstill.teacher.client import Sampling, make_client
+from potstill.teacher.dispatch import build_dispatcher
+from potstill.teacher.generate import generate
+from potstill.teacher.ledger import Ledger
+from potstill.teacher.prompts import build_messages, load_prompts
+from potstill.teacher.server import llama_cpp_server, transformers_server
 
 NAIVE_PAUSE_S = 0.5
 

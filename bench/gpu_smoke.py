@@ -68,12 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, TrainingArguments
 
+    from potstill.chat import tokenize_chat
     from potstill.device import describe, resolve_device, resolve_dtype
-    from potstill.evaluate import heldout_nll
-    from potstill.io import InputError
+    from potstill.distill.data import DistillCollator
+    from potstill.distill.score import score_rows
+    from potstill.distill.trainer import DistillTrainer
+    from potstill.errors import InputError
+    from potstill.evaluation.lm_eval import heldout_nll
     from potstill.models import find_teacher_gguf, tiny_llama
-    from potstill.score import score_rows
-    from potstill.train import DistillCollator, DistillTrainer, tokenize_chat
 
     if args.tokenizer is not None:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)

@@ -10,8 +10,8 @@ on top-k soft targets and back-propagates into both. Variants:
 
 - naive: full logits, the teacher's top-k scattered into a dense batch x seq x vocab
   distribution, a full-vocabulary log-softmax and KL (what a first implementation does);
-- full-logits: potstill.kd.distillation_loss on full logits (log-softmax on labelled rows only);
-- chunked-N: potstill.kd.chunked_distillation_loss, N rows of logits at a time.
+- full-logits: potstill.distill.kd.distillation_loss on full logits (log-softmax on labelled rows only);
+- chunked-N: potstill.distill.kd.chunked_distillation_loss, N rows of logits at a time.
 
 Each variant runs in a fresh process. On CPU its peak is the rise of the process's maximum RSS
 (ru_maxrss) over what it held once its inputs were allocated; on CUDA, torch.cuda.max_memory_allocated
@@ -68,7 +68,7 @@ def naive_loss(hidden, weight, labels, ids, logprobs, kd_mask, alpha, temperatur
 
 def run_variant(variant: str, args) -> dict:
     """Return peak memory (MiB) and best time (s) of one variant's forward + backward, in this process."""
-    from potstill.kd import chunked_distillation_loss, distillation_loss
+    from potstill.distill.kd import chunked_distillation_loss, distillation_loss
 
     device = args.device
     inputs = make_inputs(args, device)

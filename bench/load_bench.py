@@ -3,7 +3,7 @@
     python bench/load_bench.py                      # 3000 requests, concurrency 64
     python bench/load_bench.py --requests 500 --delay-s 0.05
 
-The server is potstill.fake_endpoint.FakeOpenAI in its own process (so it does not share this
+The server is tests/fake_endpoint.py FakeOpenAI in its own process (so it does not share this
 process's GIL, memory or file descriptors), answering after `--delay-s`. Side by side, in one run:
 a bare `openai.AsyncOpenAI` loop holding `--concurrency` requests in flight (the ceiling), and
 `stages/generate.py`'s `run_generate` (prompt file, cache, dispatcher, ledger, outputs: the
@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 SERVER = """
 import sys, time
-from potstill.fake_endpoint import FakeOpenAI
+sys.path.insert(0, "tests")  # the fake server is a test double: it lives with the tests
+from fake_endpoint import FakeOpenAI
 with FakeOpenAI(delay_s=float(sys.argv[1]), completion_tokens=4, max_handlers=256, lifetime_s=3600) as server:
     print(server.base_url, flush=True)
     sys.stdin.read()  # serve until the benchmark closes our stdin

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from potstill.diversity import diversity_report
+from potstill.teacher.diversity import diversity_report
 
 
 def read_prompt_rows(path: Path) -> list[dict]:

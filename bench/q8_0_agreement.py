@@ -33,9 +33,10 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from potstill.gguf import GGUFModel, _gptq_tensors, _write_gguf, build_gguf
-from potstill.gptq import dequantize_q8_0
-from potstill.metrics import _scored_positions, heldout_rows, hf_logits_fn
+from potstill.evaluation.metrics import _scored_positions, heldout_rows, hf_logits_fn
+from potstill.export.gguf_runtime import GGUFModel
+from potstill.export.gguf_writer import _gptq_tensors, _write_gguf, build_gguf
+from potstill.export.gptq import dequantize_q8_0
 from potstill.models import load_checked
 
 NEAR_TIE = 0.1

@@ -44,10 +44,11 @@ import torch
 from transformers import TrainerCallback
 
 from potstill.device import describe, resolve_device, resolve_dtype
-from potstill.io import InputError
+from potstill.distill.data import DistillCollator, build_dataset
+from potstill.distill.trainer import DistillTrainer
+from potstill.errors import InputError
 from potstill.models import tiny_llama
 from potstill.params import load_params
-from potstill.train import DistillCollator, DistillTrainer, build_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,7 +108,8 @@ def counting(trainer_class, batches: list[tuple[int, int, int]]):
 
 def soft_targets_for_rows(args, tokenizer, rows: list[dict]) -> tuple[dict, str]:
     """Return ({row id: {kd_ids, kd_logprobs}}, where they came from) covering `rows`."""
-    from potstill.score import load_soft_targets, score_rows
+    from potstill.distill.score import score_rows
+    from potstill.distill.soft_targets import load_soft_targets
 
     if (args.soft_targets / "manifest.json").is_file():
         try:

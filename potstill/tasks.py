@@ -17,7 +17,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from potstill.io import InputError  # noqa: E402
+from potstill.errors import InputError  # noqa: E402
 
 
 @dataclass(frozen=True)

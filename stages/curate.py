@@ -16,8 +16,11 @@ from typing import Annotated
 import typer
 
 from potstill.cli import friendly_errors
-from potstill.curate import CurationReport, Curator, report_markdown, size_warning, split_rows
-from potstill.io import InputError, jsonl_writer, read_jsonl, write_json, write_text_atomic
+from potstill.curate.curator import Curator
+from potstill.curate.report import CurationReport, report_markdown, size_warning
+from potstill.curate.split import split_rows
+from potstill.errors import InputError
+from potstill.io import jsonl_writer, read_jsonl, write_json, write_text_atomic
 from potstill.params import CurateParams, load_params
 from potstill.tasks import eval_items
 

@@ -25,23 +25,19 @@ from typing import Annotated
 import typer
 
 from potstill.cli import friendly_errors
-from potstill.dispatch import build_dispatcher
+from potstill.errors import TeacherError
 from potstill.io import state_dir, write_json, write_jsonl
-from potstill.ledger import Ledger, Price
-from potstill.locks import exclusive_lock
 from potstill.models import find_teacher_gguf
 from potstill.params import load_params
-from potstill.server import llama_cpp_server
-from potstill.synth import describe, synthesize_prompts
-from potstill.teacher import (
-    PromptLimits,
-    ResponseCache,
-    Sampling,
-    TeacherError,
-    balanced_subset,
-    generate,
-    read_prompts,
-)
+from potstill.teacher.cache import ResponseCache
+from potstill.teacher.client import Sampling
+from potstill.teacher.dispatch import build_dispatcher
+from potstill.teacher.generate import generate
+from potstill.teacher.ledger import Ledger, Price
+from potstill.teacher.locks import exclusive_lock
+from potstill.teacher.prompts import PromptLimits, balanced_subset, read_prompts
+from potstill.teacher.server import llama_cpp_server
+from potstill.teacher.synth import describe, synthesize_prompts
 
 # llama-cpp-python computes logprobs from the raw logits whatever the sampling temperature
 # (tests/test_teacher_server.py checks this against transformers).

@@ -15,7 +15,7 @@ import torch
 import typer
 
 from potstill.cli import friendly_errors
-from potstill.io import InputError
+from potstill.errors import InputError
 from potstill.models import LAYER_MAP_FILE, find_teacher_gguf, load_gguf_teacher, prune_layers, save_model
 from potstill.params import load_params
 

@@ -17,10 +17,11 @@ from typing import Annotated
 import typer
 
 from potstill.cli import friendly_errors
+from potstill.errors import ParamsError
+from potstill.export.model_card import card
+from potstill.export.quantize import quantize_format
 from potstill.io import write_json, write_text_atomic
-from potstill.model_card import card
-from potstill.params import QUANTIZE_FORMATS, ParamsError, load_params
-from potstill.quantize import quantize_format
+from potstill.params import QUANTIZE_FORMATS, load_params
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

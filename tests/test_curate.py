@@ -7,17 +7,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from potstill.curate import (
-    MEMORIZE_BELOW,
-    CurationReport,
-    Curator,
-    Decontaminator,
-    NearDuplicates,
-    report_markdown,
-    split_rows,
-)
-from potstill.io import InputError
-from potstill.params import CurateParams, ParamsError, load_params
+from potstill.curate.curator import Curator
+from potstill.curate.decontam import Decontaminator
+from potstill.curate.dedupe import NearDuplicates
+from potstill.curate.report import MEMORIZE_BELOW, CurationReport, report_markdown
+from potstill.curate.split import split_rows
+from potstill.errors import InputError, ParamsError
+from potstill.params import CurateParams, load_params
 from potstill.tasks import EvalItem, eval_items
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from potstill.device import describe, resolve_device, resolve_dtype
-from potstill.io import InputError
+from potstill.errors import InputError
 
 
 def test_auto_picks_cuda_then_mps_then_cpu():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from potstill.diversity import (
+from potstill.teacher.diversity import (
     distinct_ngram_ratio,
     diversity_report,
     domain_counts,

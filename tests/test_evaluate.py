@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from potstill.evaluate import ScoreCache, heldout_nll, lm_eval_scores
-from potstill.io import InputError
+from potstill.errors import InputError
+from potstill.evaluation.lm_eval import heldout_nll, lm_eval_scores
+from potstill.evaluation.score_cache import ScoreCache
 from potstill.models import load_checked
 from potstill.tasks import task_manager
 
@@ -50,7 +51,7 @@ def test_a_user_task_folder_anywhere_on_disk_gives_scores_items_and_ece(tiny_mod
     """evaluate.task_dir: an absolute folder outside the repo with one multiple-choice task (YAML + JSONL)."""
     from lm_eval.models.huggingface import HFLM
 
-    from potstill.evaluate import lm_eval_results
+    from potstill.evaluation.lm_eval import lm_eval_results
 
     tasks = tmp_path / "my_tasks"
     tasks.mkdir()
@@ -71,7 +72,7 @@ def test_a_user_task_folder_anywhere_on_disk_gives_scores_items_and_ece(tiny_mod
 
 
 def test_ece_and_mc_confidences_on_known_values():
-    from potstill.metrics import expected_calibration_error, mc_confidences
+    from potstill.evaluation.metrics import expected_calibration_error, mc_confidences
 
     # Confident and right, confident and wrong: |1 - 0.9| and |0 - 0.9| in one bin -> |0.5 - 0.9| = 0.4.
     assert abs(expected_calibration_error([0.9, 0.9], [True, False]) - 0.4) < 1e-9
@@ -83,7 +84,7 @@ def test_ece_and_mc_confidences_on_known_values():
 
 
 def test_distill_metrics_against_the_teacher_itself_and_a_student(tiny_model_dir, tokenizer, tmp_path):
-    from potstill.metrics import distill_metrics, heldout_rows, hf_logits_fn, teacher_logprobs
+    from potstill.evaluation.metrics import distill_metrics, heldout_rows, hf_logits_fn, teacher_logprobs
     from potstill.models import tiny_llama
 
     test = tmp_path / "test.jsonl"
@@ -101,8 +102,8 @@ def test_distill_metrics_against_the_teacher_itself_and_a_student(tiny_model_dir
 
 def test_with_train_method_full_the_adapter_folder_holds_whole_weights_and_loads_as_such(tiny_model_dir):
     """train.method full writes a whole model to models/adapter: the merge gate loads it as a model, not peft."""
-    from stages.evaluate import load_model
+    from potstill.evaluation.run import load_model
 
-    model, tokenizer, is_gguf = load_model("adapter", tiny_model_dir, base=tiny_model_dir)
-    assert not is_gguf and not hasattr(model, "peft_config")
-    assert model.num_parameters() == load_checked(tiny_model_dir).num_parameters()
+    loaded = load_model("adapter", tiny_model_dir, base=tiny_model_dir)
+    assert loaded.parameters is not None and not hasattr(loaded.model, "peft_config")
+    assert loaded.model.num_parameters() == load_checked(tiny_model_dir).num_parameters()

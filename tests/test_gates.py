@@ -3,9 +3,10 @@
 import json
 
 import pytest
+from conftest import shipped
 
-from potstill.gates import check_gate, paired_ratio, unknown_gate_models
-from potstill.params import EvaluateParams, GateParams
+from potstill.evaluation.gates import check_gate, paired_ratio, unknown_gate_models
+from potstill.params import GateParams
 
 
 def gate(**fields) -> GateParams:
@@ -68,7 +69,7 @@ def test_gate_params_are_checked():
     with pytest.raises(ValueError, match="compares with a reference model"):
         GateParams(name="g", metric="top1_vs_reference", model="q", min=0.9)
     with pytest.raises(ValueError, match="gate names must be unique"):
-        EvaluateParams(tasks=["t"], task_dir="d", batch_size=1, gates=[gate(min=0.1), gate(min=0.2)])
+        shipped("evaluate", tasks=["t"], task_dir="d", batch_size=1, gates=[gate(min=0.1), gate(min=0.2)])
     problems = unknown_gate_models([gate(model="gguf-q4_k_m", min_ratio=0.9)], ["teacher", "merged"])
     assert problems and "model 'gguf-q4_k_m' is not evaluated" in problems[0]
 

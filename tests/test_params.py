@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from potstill.params import SECTIONS, ParamsError, load_params
+from potstill.errors import ParamsError
+from potstill.params import SECTIONS, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -50,6 +50,18 @@ def test_metrics_cover_every_model_and_task(pipeline):
     assert "heldout_nll" in shown and "kd_loss" in shown
 
 
+# Lines every stage used to print that tell a user nothing (see potstill/cli.py quiet_known_noise).
+KNOWN_NOISE = ("Failed to load", "torch/utils/_pytree.py", "is an Enum subclass", "Generating test split",
+               "Generating val split", "Generating train split", "is_gradient_checkpointing")
+
+
+def test_the_stages_logs_carry_none_of_the_known_harmless_noise(pipeline):
+    logs = pipeline.parent / "repro-logs"
+    text = (logs / "stdout.txt").read_text() + (logs / "stderr.txt").read_text()
+    assert "Running stage 'evaluate'" in text  # the logs are the whole run's
+    assert [line for line in text.splitlines() if any(noise in line for noise in KNOWN_NOISE)] == []
+
+
 def test_second_repro_runs_nothing(pipeline):
     output = run(["dvc", "repro"], pipeline).stdout
     assert ran_stages(output) == [], output
@@ -197,7 +209,7 @@ def test_s3_remote_round_trip_against_a_loopback_s3_server(pipeline, tmp_path):
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from potstill.server import free_port
+    from potstill.teacher.server import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)

@@ -7,10 +7,10 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from potstill.io import InputError
-from potstill.metrics import hf_logits_fn
+from potstill.errors import InputError
+from potstill.evaluation.metrics import hf_logits_fn
+from potstill.export.quantize import load_quantized, quantize_format
 from potstill.models import load_checked
-from potstill.quantize import load_quantized, quantize_format
 
 
 def test_torchao_int8_saves_safetensors_reloads_and_refuses_a_missing_weight(tiny_model_dir, tmp_path):
@@ -33,7 +33,7 @@ def test_torchao_int8_saves_safetensors_reloads_and_refuses_a_missing_weight(tin
 
 
 def test_gguf_q8_0_is_smaller_and_agrees_with_its_source(tiny_model_dir, tmp_path):
-    pytest.importorskip("potstill.gguf")
+    pytest.importorskip("potstill.export.gguf_writer")
     figures = quantize_format(tiny_model_dir, tmp_path / "g", "gguf-q8_0")
     assert figures["size_ratio"] < 0.5 and figures["top1_agreement_vs_source"] >= 0.95
     assert json.loads((tmp_path / "g" / "potstill_quantization.json").read_text())["library"] == "gguf"
@@ -68,7 +68,7 @@ def test_a_format_not_listed_is_refused_by_name(tiny_model_dir):
 
 
 def test_model_card_says_how_the_student_was_trained_and_built():
-    from potstill.model_card import card
+    from potstill.export.model_card import card
     from potstill.params import load_params
 
     sections = load_params("params.yaml", "teacher", "train")

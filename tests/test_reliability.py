@@ -1,7 +1,7 @@
 """Reliability and security (tracker issue 10): kills mid-stage, secrets, safe loading, load, bad input.
 
 Stages run as real subprocesses where a SIGKILL or the captured output matters, against the fake
-OpenAI server of potstill/fake_endpoint.py; the rest call the library or the Typer apps in-process.
+OpenAI server of tests/fake_endpoint.py; the rest call the library or the Typer apps in-process.
 """
 
 from __future__ import annotations
@@ -21,16 +21,19 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import shipped
+from fake_endpoint import FakeOpenAI, FaultProxy
 
-from potstill.dispatch import build_dispatcher
-from potstill.fake_endpoint import FakeOpenAI, FaultProxy
-from potstill.io import InputError
-from potstill.ledger import Ledger
+from potstill.errors import InputError
+from potstill.export.quantize import load_quantized
 from potstill.models import load_checked
-from potstill.params import QUANTIZE_FORMATS, TeacherParams
-from potstill.quantize import load_quantized
+from potstill.params import QUANTIZE_FORMATS
 from potstill.tasks import load_tasks
-from potstill.teacher import ResponseCache, Sampling, generate
+from potstill.teacher.cache import ResponseCache
+from potstill.teacher.client import Sampling
+from potstill.teacher.dispatch import build_dispatcher
+from potstill.teacher.generate import generate
+from potstill.teacher.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-potstill-SECRET-1234567890"
@@ -335,7 +338,7 @@ def test_no_code_trusts_remote_code_and_model_loads_ask_for_safetensors():
             loads.append((path.name, "use_safetensors=True" in call or "gguf_file=" in call))
     assert offenders == []
     assert loads and all(ok for _, ok in loads), loads
-    assert ("models.py", True) in loads and ("train.py", True) in loads
+    assert ("models.py", True) in loads and ("run.py", True) in loads  # prepare/evaluate and train load models
 
 
 def test_a_pickle_only_checkpoint_is_refused_naming_the_folder(tiny_model_dir, tmp_path):
@@ -382,7 +385,7 @@ def test_concurrency_64_loses_no_rows_and_leaks_no_fds_or_memory(tmp_path):
     cache = ResponseCache(tmp_path / "cache")
     # 50 ms a reply: long enough that 64 requests really overlap even on 2 busy cores.
     with FakeOpenAI(delay_s=0.05, completion_tokens=4, max_handlers=128) as server:
-        dispatcher = build_dispatcher([server.base_url], TeacherParams(**values), SAMPLING, Ledger())
+        dispatcher = build_dispatcher([server.base_url], shipped("teacher", **values), SAMPLING, Ledger())
 
         def run(rows):
             return generate(rows, dispatcher, SAMPLING, cache, concurrency=64, progress=False,

@@ -2,7 +2,7 @@
 
 import json
 
-from potstill.report import write_report
+from potstill.evaluation.report import write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -52,7 +52,7 @@ def full_record(acc: float, nll: float, size_mb: float, answer: str) -> dict:
 
 
 def test_report_puts_every_model_and_format_side_by_side_with_samples_gates_and_the_embedding_note(tmp_path):
-    from potstill.gates import GateResult
+    from potstill.evaluation.gates import GateResult
 
     report = {"teacher": full_record(0.79, 1.26, 517.0, "4"), "student_base": full_record(0.29, 14.3, 243.0, "22"),
               "adapter": {"heldout_nll": 7.59, "kl_vs_teacher": 6.4, "top1_vs_teacher": 0.5},

@@ -6,10 +6,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from potstill.io import InputError
+from potstill.chat import tokenize_chat
+from potstill.distill.score import score_rows
+from potstill.distill.soft_targets import load_soft_targets, save_soft_targets, tokenizer_fingerprint
+from potstill.errors import InputError
 from potstill.models import load_checked
-from potstill.score import load_soft_targets, save_soft_targets, score_rows, tokenizer_fingerprint
-from potstill.train import tokenize_chat
 
 ROWS = [{"id": f"r{i}", "domain": "d", "messages": [
     {"role": "user", "content": q}, {"role": "assistant", "content": a}]}

@@ -5,9 +5,13 @@ import re
 import threading
 
 import pytest
+from conftest import shipped
 
-from potstill.io import InputError
-from potstill.teacher import ResponseCache, Sampling, balanced_subset, generate, load_prompts, request_key
+from potstill.errors import InputError
+from potstill.teacher.cache import ResponseCache, request_key
+from potstill.teacher.client import Sampling
+from potstill.teacher.generate import generate
+from potstill.teacher.prompts import balanced_subset, load_prompts
 
 SAMPLING = Sampling(model="m", temperature=0.7, top_p=0.95, max_tokens=16, logprobs=4, seed=0)
 
@@ -91,7 +95,7 @@ def test_rerun_asks_nothing_and_an_interrupted_run_asks_only_what_is_missing(tmp
 
 
 def test_too_long_prompts_stop_the_stage_or_are_skipped_and_listed(tmp_path):
-    from potstill.teacher import PromptLimits, read_prompts
+    from potstill.teacher.prompts import PromptLimits, read_prompts
 
     path = write(tmp_path, b'{"id": "ok", "prompt": "hi"}\n{"id": "long", "prompt": "' + b"x" * 4000 + b'"}\n'
                            b'not json\n')
@@ -144,7 +148,8 @@ def run_stage(tmp_path, server, prompts_rows, **generate_overrides):
 
 
 def test_reasoning_asks_for_a_trace_keeps_it_verbatim_and_toggling_back_asks_nothing(tmp_path, monkeypatch):
-    from potstill.fake_endpoint import FakeOpenAI
+    from fake_endpoint import FakeOpenAI
+
     from potstill.params import load_params
 
     monkeypatch.setenv("POTSTILL_STATE_DIR", str(tmp_path / "state"))
@@ -192,7 +197,7 @@ def synthesis_teacher():
 
 
 def test_synthesis_keeps_new_varied_prompts_rejects_the_rest_by_reason_and_answers_them(tmp_path, monkeypatch):
-    from potstill.fake_endpoint import FakeOpenAI
+    from fake_endpoint import FakeOpenAI
 
     monkeypatch.setenv("POTSTILL_STATE_DIR", str(tmp_path / "state"))
     respond, calls = synthesis_teacher()
@@ -218,10 +223,9 @@ def test_synthesis_keeps_new_varied_prompts_rejects_the_rest_by_reason_and_answe
 
 
 def test_synthesis_requests_are_deterministic_and_the_template_is_checked():
-    from potstill.params import GenerateParams
-    from potstill.synth import synthesis_request
+    from potstill.teacher.synth import synthesis_request
 
-    gen = GenerateParams(n_examples=0, concurrency=1, synthesis_examples=1)
+    gen = shipped("generate", n_examples=0, concurrency=1, synthesis_examples=1)
     seeds = {"math": SHIPPED[:2], "science": SHIPPED[2:]}
     first = [synthesis_request(i, seeds, gen) for i in range(4)]
     assert first == [synthesis_request(i, seeds, gen) for i in range(4)]
@@ -229,13 +233,14 @@ def test_synthesis_requests_are_deterministic_and_the_template_is_checked():
     assert "about math" in first[0]["prompt"] and len(first[0]["seeds"]) == 1
     assert f"- {SHIPPED[int(first[0]['seeds'][0][1]) - 1]['prompt']}\n" in first[0]["prompt"]
     with pytest.raises(ValueError, match="only the placeholders"):
-        GenerateParams(n_examples=0, concurrency=1, synthesis_instruction="Write {count} prompts")
+        shipped("generate", n_examples=0, concurrency=1, synthesis_instruction="Write {count} prompts")
 
 
 def test_a_second_holder_of_the_state_lock_is_refused_naming_file_and_pid(tmp_path):
     import os
 
-    from potstill.locks import LockHeld, exclusive_lock
+    from potstill.errors import LockHeld
+    from potstill.teacher.locks import exclusive_lock
 
     path = tmp_path / "generate.lock"
     with exclusive_lock(path, "generate"):
@@ -248,8 +253,8 @@ def test_a_second_holder_of_the_state_lock_is_refused_naming_file_and_pid(tmp_pa
 
 
 def test_top_k_alternatives_that_map_to_no_token_are_counted(tokenizer):
-    from potstill.kd import MISSING_LOGPROB
-    from potstill.train import align_api_logprobs, token_string_index
+    from potstill.distill.api_targets import align_api_logprobs, token_string_index
+    from potstill.distill.kd import MISSING_LOGPROB
 
     text = "The sky is blue."
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -264,7 +269,7 @@ def test_top_k_alternatives_that_map_to_no_token_are_counted(tokenizer):
 
 
 def test_load_api_soft_targets_reports_the_unmapped_count(tokenizer, tmp_path, capsys):
-    from potstill.train import load_api_soft_targets
+    from potstill.distill.api_targets import load_api_soft_targets
 
     text = "Blue."
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -10,13 +10,17 @@ import time
 
 import pytest
 import yaml
+from conftest import shipped
+from fake_endpoint import LEAKY_KEY, FakeOpenAI, FaultProxy
 
-from potstill.dispatch import SKIP_AFTER_FAILURES, Pacer, RetryPolicy, build_dispatcher
-from potstill.fake_endpoint import LEAKY_KEY, FakeOpenAI, FaultProxy
-from potstill.ledger import BudgetExceeded, Ledger, Price, Progress
+from potstill.errors import BudgetExceeded, TeacherError
 from potstill.params import TeacherParams
-from potstill.server import llama_cpp_server
-from potstill.teacher import ResponseCache, Sampling, TeacherError, generate, redact
+from potstill.teacher.cache import ResponseCache
+from potstill.teacher.client import Sampling, redact
+from potstill.teacher.dispatch import SKIP_AFTER_FAILURES, Pacer, RetryPolicy, build_dispatcher
+from potstill.teacher.generate import generate
+from potstill.teacher.ledger import Ledger, Price, Progress
+from potstill.teacher.server import llama_cpp_server
 
 SAMPLING = Sampling(model="teacher", temperature=0.7, top_p=0.95, max_tokens=8, logprobs=0, seed=0)
 # One of every retryable fault, each followed by a good answer: half the requests fail.
@@ -32,7 +36,7 @@ def teacher_params(**overrides) -> TeacherParams:
     values = {"model": "teacher", "temperature": 0.7, "top_p": 0.95, "max_tokens": 8, "logprobs": 0,
               "timeout_s": 2.0, "max_retries": 6, "backoff_base_s": 0.01, "backoff_max_s": 0.2,
               "max_concurrency_per_endpoint": 1}
-    return TeacherParams(**{**values, **overrides})
+    return shipped("teacher", **{**values, **overrides})
 
 
 def ask_all(rows, urls, cache, concurrency=1, ledger=None, **teacher):

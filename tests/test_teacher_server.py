@@ -5,11 +5,12 @@ import urllib.parse
 
 import pytest
 import torch
+from conftest import shipped
 
+from potstill.chat import tokenize_chat
 from potstill.models import load_gguf_teacher
-from potstill.server import llama_cpp_server
-from potstill.teacher import Sampling, ask, make_client
-from potstill.train import tokenize_chat
+from potstill.teacher.client import Sampling, ask, make_client
+from potstill.teacher.server import llama_cpp_server
 
 MESSAGES = [{"role": "user", "content": "Name a fruit that is yellow."}]
 
@@ -71,15 +72,15 @@ def test_llama_cpp_logprobs_are_at_temperature_one(served, teacher_gguf):
 def test_generate_against_transformers_serve(tiny_model_dir, tmp_path):
     """`transformers serve --continuous-batching` (the bench's concurrent server) answers every prompt
     sent through potstill's dispatcher 4 at a time, and is gone once the context exits."""
-    from potstill.dispatch import build_dispatcher
-    from potstill.ledger import Ledger
-    from potstill.params import TeacherParams
-    from potstill.server import transformers_server
-    from potstill.teacher import ResponseCache, generate
+    from potstill.teacher.cache import ResponseCache
+    from potstill.teacher.dispatch import build_dispatcher
+    from potstill.teacher.generate import generate
+    from potstill.teacher.ledger import Ledger
+    from potstill.teacher.server import transformers_server
 
     rows = [{"id": f"p{i}", "prompt": f"Name {i + 1} colours."} for i in range(4)]
     sampling = Sampling(model=str(tiny_model_dir), temperature=0.0, top_p=1.0, max_tokens=6, logprobs=0, seed=0)
-    teacher = TeacherParams(model=str(tiny_model_dir), temperature=0.0, top_p=1.0, max_tokens=6, logprobs=0,
+    teacher = shipped("teacher", model=str(tiny_model_dir), temperature=0.0, top_p=1.0, max_tokens=6, logprobs=0,
                             timeout_s=60, max_concurrency_per_endpoint=4)
     with transformers_server(tiny_model_dir) as base_url:
         dispatcher = build_dispatcher([base_url], teacher, sampling, Ledger())

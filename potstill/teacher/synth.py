@@ -21,9 +21,9 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
-from potstill.diversity import shingles
 from potstill.params import GenerateParams
-from potstill.teacher import PromptLimits, prompt_problem
+from potstill.teacher.diversity import shingles
+from potstill.teacher.prompts import PromptLimits, prompt_problem
 
 ID_PREFIX = "synth-"
 # Near-duplicates are judged on word 3-grams, the shingle potstill/diversity.py reports on.

@@ -1,13 +1,15 @@
-"""GGUF export of a merged llama checkpoint, and llama.cpp scoring of the result (logits, lm-eval).
+"""GGUF export of a merged llama checkpoint, checked against transformers in llama.cpp.
 
 No installed package converts HF checkpoints to GGUF, so `build_gguf` writes one with the `gguf`
 package (llama architecture only), quantizes it with llama.cpp, and checks it against the
 transformers model before the folder appears:
 
-    from potstill.gguf import GGUFModel, build_gguf
+    from potstill.export.gguf_writer import build_gguf
+    from potstill.export.gguf_runtime import GGUFModel
+    from potstill.evaluation.lm_eval import gguf_lm
     report = build_gguf(Path("models/merged"), Path("models/gguf-q8_0"), "q8_0")
     model = GGUFModel(Path("models/gguf-q8_0"))
-    simple_evaluate(model=model.lm(), tasks=[...])
+    simple_evaluate(model=gguf_lm(model, batch_size=1), tasks=[...])
 """
 
 from __future__ import annotations
@@ -16,16 +18,15 @@ import ctypes
 import itertools
 import json
 import logging
-import os
-import weakref
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from potstill.gptq import q8_0_bytes
-from potstill.io import InputError, atomic_dir, read_jsonl
+from potstill.errors import InputError
+from potstill.export.gguf_runtime import GGUFModel, default_threads
+from potstill.export.gptq import q8_0_bytes
+from potstill.io import atomic_dir, read_jsonl
 
 QTYPES = ("f16", "q8_0", "q8_0-gptq", "q4_k_m")
 # Training rows the GPTQ Hessians are estimated from (~100 s on 2 CPU cores for the default student).
@@ -46,11 +47,6 @@ OLLAMA_CHATML_TEMPLATE = """{{- range .Messages }}<|im_start|>{{ .Role }}
 {{ .Content }}<|im_end|>
 {{ end }}<|im_start|>assistant
 """
-
-
-def _default_threads() -> int:
-    # llama.cpp on every core collapses as soon as anything else runs on this box.
-    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def _llama_ftype(qtype: str) -> int:
@@ -118,7 +114,7 @@ def _write_gguf(merged_dir: Path, path: Path, dtype, permute_qk: bool = True,
                 q8_0: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
     """Write merged_dir's llama checkpoint as a GGUF with 2-D weights in `dtype` (norms stay float32).
 
-    q8_0: {HF tensor name: (int8 values, fp16 scales)} already rounded (potstill.gptq); those
+    q8_0: {HF tensor name: (int8 values, fp16 scales)} already rounded (potstill.export.gptq); those
     tensors are written as q8_0 blocks as they are, and the file is labelled q8_0.
     """
     import gguf
@@ -191,7 +187,7 @@ def _quantize(source: Path, target: Path, qtype: str) -> None:
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = _llama_ftype(qtype)
-    params.nthread = _default_threads()
+    params.nthread = default_threads()
     # llama.cpp logs every tensor through this logger (the 576-wide k-quant fallbacks included).
     logger = logging.getLogger("llama-cpp-python")
     level = logger.level
@@ -259,9 +255,9 @@ def _gptq_tensors(merged_dir: Path, calibration: Path) -> dict[str, tuple[np.nda
     """Return {HF weight name: (int8, fp16 scales)} of every Linear, rounded by GPTQ on calibration rows."""
     from transformers import AutoTokenizer
 
-    from potstill.gptq import collect_hessians, gptq_q8_0
+    from potstill.chat import tokenize_chat
+    from potstill.export.gptq import collect_hessians, gptq_q8_0
     from potstill.models import load_checked
-    from potstill.train import tokenize_chat
 
     model = load_checked(merged_dir)
     tokenizer = AutoTokenizer.from_pretrained(merged_dir)
@@ -285,7 +281,7 @@ def build_gguf(merged_dir: Path, out_dir: Path, qtype: str, *, calibration: Path
     """Return the verification report of a GGUF export of merged_dir, written atomically into out_dir.
 
     qtype in {"f16", "q8_0", "q8_0-gptq", "q4_k_m"}. q8_0 is llama.cpp's own round-to-nearest;
-    q8_0-gptq writes the same q8_0 blocks rounded by GPTQ (potstill.gptq) on up to
+    q8_0-gptq writes the same q8_0 blocks rounded by GPTQ (potstill.export.gptq) on up to
     GPTQ_CALIBRATION_ROWS chats of `calibration` (the training split, never held-out data).
     out_dir gets model.gguf, an Ollama Modelfile, the HF tokenizer files and
     potstill_quantization.json. The export is loaded in llama.cpp and compared with the
@@ -331,157 +327,3 @@ def build_gguf(merged_dir: Path, out_dir: Path, qtype: str, *, calibration: Path
     return report
 
 
-class GGUFModel:
-    """A model.gguf loaded in llama.cpp for scoring, with the HF tokenizer saved beside it."""
-
-    def __init__(self, folder: Path, n_ctx: int = 2048, n_threads: int | None = None):
-        from llama_cpp import Llama
-        from transformers import AutoTokenizer
-
-        self.folder = Path(folder)
-        path = self.folder / "model.gguf"
-        if not path.is_file():
-            raise InputError(f"{path}: no GGUF model here; build it with the quantize stage (gguf qtypes)")
-        threads = n_threads or _default_threads()
-        self.n_ctx = n_ctx
-        self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                           logits_all=True, verbose=False, seed=0)
-        # Freed before interpreter teardown: Llama.__del__ at exit fails on already-unloaded ctypes.
-        self._finalizer = weakref.finalize(self, self.llama.close)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
-
-    def close(self) -> None:
-        self._finalizer()
-
-    def _eval(self, input_ids: list[int]) -> None:
-        """Run llama.cpp on input_ids, reusing the KV cache of the prefix it already holds."""
-        if not input_ids:
-            raise ValueError("GGUFModel: input_ids is empty")
-        if len(input_ids) > self.n_ctx:
-            raise ValueError(f"GGUFModel: {len(input_ids)} tokens exceed n_ctx={self.n_ctx}; raise n_ctx")
-        held = self.llama.input_ids[:self.llama.n_tokens].tolist()
-        keep = 0
-        while keep < min(len(held), len(input_ids)) and held[keep] == input_ids[keep]:
-            keep += 1
-        self.llama.n_tokens = min(keep, len(input_ids) - 1)  # eval() drops the cache past this point
-        self.llama.eval(input_ids[self.llama.n_tokens:])
-
-    def logits(self, input_ids: list[int]) -> torch.Tensor:
-        """Return raw logits (len(input_ids), vocab) float32; row t predicts token t+1."""
-        self._eval(list(input_ids))
-        return torch.from_numpy(np.array(self.llama.scores[:len(input_ids)], dtype=np.float32))
-
-    def _greedy(self, input_ids: list[int], max_new_tokens: int,
-                stop: Callable[[list[int]], bool] | None = None) -> list[int]:
-        eos = {self.tokenizer.eos_token_id, self.llama.token_eos()} - {None}
-        ids, new = list(input_ids), []
-        for _ in range(min(max_new_tokens, self.n_ctx - len(ids))):
-            self._eval(ids)
-            token = int(np.argmax(self.llama.scores[len(ids) - 1]))
-            if token in eos:
-                break
-            ids.append(token)
-            new.append(token)
-            if stop is not None and stop(new):
-                break
-        return new
-
-    def generate(self, input_ids: list[int], max_new_tokens: int) -> list[int]:
-        """Return greedily generated new token ids, stopping at eos (not included)."""
-        return self._greedy(input_ids, max_new_tokens)
-
-    def lm(self, batch_size: int = 1):
-        """Return an lm-eval LM scoring with this model, usable as simple_evaluate(model=...)."""
-        return _make_lm(self, batch_size)
-
-
-def _make_lm(model: GGUFModel, batch_size: int):
-    from lm_eval import utils
-    from lm_eval.api.model import TemplateLM
-    from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
-    from tqdm import tqdm
-
-    class GGUFLM(TemplateLM):
-        """lm-eval's view of a GGUFModel: tokenization as HFLM does it, one sequence at a time."""
-
-        def __init__(self):
-            super().__init__()
-            self.model, self.tokenizer, self.batch_size = model, model.tokenizer, batch_size
-
-        @property
-        def eot_token_id(self) -> int:
-            return self.tokenizer.eos_token_id
-
-        @property
-        def prefix_token_id(self) -> int:
-            bos = self.tokenizer.bos_token_id
-            return bos if bos is not None else self.tokenizer.eos_token_id
-
-        @property
-        def max_length(self) -> int:
-            return self.model.n_ctx
-
-        @property
-        def tokenizer_name(self) -> str:
-            return self.tokenizer.name_or_path.replace("/", "__")
-
-        def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
-            if add_special_tokens is None:  # as HFLM: a string already holding BOS gets no second one
-                bos = self.tokenizer.decode(self.prefix_token_id)
-                kwargs = {"add_special_tokens": False} if string.startswith(bos) else {}
-            else:
-                kwargs = {"add_special_tokens": add_special_tokens}
-            return self.tokenizer.encode(string, **kwargs)
-
-        def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-            return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
-                                                      add_generation_prompt=add_generation_prompt,
-                                                      continue_final_message=not add_generation_prompt)
-
-        def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-            results: list[tuple[float, bool] | None] = [None] * len(requests)
-            # Neighbours share their context, so the KV cache of one serves the next.
-            order = sorted(range(len(requests)), key=lambda i: requests[i][1] + requests[i][2])
-            for i in tqdm(order, disable=disable_tqdm, desc="loglikelihood (llama.cpp)"):
-                key, context_enc, continuation_enc = requests[i]
-                inputs = (context_enc + continuation_enc)[-(self.max_length + 1):][:-1]
-                logprobs = self.model.logits(inputs)[-len(continuation_enc):].log_softmax(-1)
-                target = torch.tensor(continuation_enc)
-                picked = logprobs.gather(-1, target[:, None])
-                results[i] = (float(picked.sum()), bool((logprobs.argmax(-1) == target).all()))
-                if key is not None:
-                    self.cache_hook.add_partial("loglikelihood", key, results[i])
-            return results
-
-        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
-            totals = []
-            for (string,) in tqdm([req.args for req in requests], disable=disable_tqdm):
-                windows = map(utils.make_disjoint_window, utils.get_rolling_token_windows(
-                    token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
-                    max_seq_len=self.max_length, context_len=1))
-                scores = self._loglikelihood_tokens([(None, *window) for window in windows], disable_tqdm=True)
-                totals.append(sum(score for score, _ in scores))
-                self.cache_hook.add_partial("loglikelihood_rolling", (string,), totals[-1])
-            return totals
-
-        def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-            eos = self.tokenizer.decode(self.eot_token_id)
-            outputs = []
-            for context, gen_kwargs in tqdm([req.args for req in requests], disable=disable_tqdm):
-                kwargs = normalize_gen_kwargs(dict(gen_kwargs), 256)
-                until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
-                max_gen_toks = kwargs.pop("max_gen_toks")
-                if max_gen_toks >= self.max_length:
-                    raise ValueError(f"max_gen_toks {max_gen_toks} leaves no room for the context in n_ctx="
-                                     f"{self.max_length}; load the GGUFModel with a larger n_ctx")
-                context_enc = self.tok_encode(context)[-(self.max_length - max_gen_toks):]
-                new = self.model._greedy(  # greedy whatever the sampling kwargs, as evaluation wants
-                    context_enc, max_gen_toks,
-                    stop=lambda ids, until=until: any(term and term in self.tokenizer.decode(ids) for term in until))
-                text = postprocess_generated_text(self.tokenizer.decode(new, skip_special_tokens=True),
-                                                  stop=until, think_end_token=None)
-                outputs.append(text)
-                self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
-            return outputs
-
-    return GGUFLM()

@@ -1,8 +1,7 @@
-"""Local soft targets: run the teacher checkpoint once over the curated responses, keep top-k.
+"""Soft targets on disk: the teacher's top-k per token (local scorer or API logprobs) with a manifest.
 
-Like offline logit caching in DistillKit/axolotl: for every labelled token the teacher's top-k
-token ids and log-probs (T=1) are stored, a few hundred bytes a token instead of the whole
-vocabulary. The mass outside the top-k is 1 - sum(exp(top-k)), recovered at training time.
+The manifest names the tokenizer (a hash of its vocabulary), k and the temperature the logprobs
+were computed at; train refuses soft targets whose manifest does not match the student.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from potstill.io import InputError, atomic_dir
-from potstill.train import tokenize_chat
+from potstill.errors import InputError
+from potstill.io import atomic_dir
 
 TARGETS_FILE = "soft_targets.safetensors"
 INDEX_FILE = "index.json"
@@ -25,38 +24,6 @@ def tokenizer_fingerprint(tokenizer) -> str:
     """Return a hash of the tokenizer's vocabulary: soft targets are only valid for the same one."""
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
     return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()[:16]
-
-
-@torch.no_grad()
-def score_rows(model, tokenizer, rows: list[dict], k: int, max_seq_len: int, batch_size: int,
-               progress: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Return {row id: (top-k ids [n, k] int32, log-probs [n, k] float32)} over labelled tokens."""
-    from tqdm.auto import tqdm
-
-    model.eval()
-    encoded = [(row["id"], tokenize_chat(tokenizer, row["messages"], max_seq_len)) for row in rows]
-    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    for first in tqdm(range(0, len(encoded), batch_size), desc="teacher scoring", unit="batch",
-                      disable=not progress):
-        chunk = encoded[first:first + batch_size]
-        length = max(len(e["input_ids"]) for _, e in chunk)
-        ids = torch.full((len(chunk), length), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for b, (_, e) in enumerate(chunk):
-            ids[b, :len(e["input_ids"])] = torch.tensor(e["input_ids"])
-            mask[b, :len(e["input_ids"])] = 1
-        # On the model's device (stages/score.py puts it on the accelerator when there is one).
-        device = next(model.parameters()).device
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        for b, (row_id, e) in enumerate(chunk):
-            start, end = e["response_start"], len(e["input_ids"])
-            if end <= start:
-                continue
-            # Logits at t-1 predict token t: the targets of tokens start..end-1.
-            logprobs = torch.log_softmax(logits[b, start - 1:end - 1].float(), dim=-1)
-            top_lps, top_ids = logprobs.topk(k, dim=-1)
-            out[row_id] = (top_ids.to(torch.int32).cpu(), top_lps.cpu())
-    return out
 
 
 def save_soft_targets(out_dir: Path, targets: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -104,3 +71,11 @@ def load_soft_targets(score_dir: Path, tokenizer, k: int) -> tuple[dict[str, dic
         for row_id, (start, n) in index.items()
     }
     return targets, manifest
+
+
+def read_manifest(path: Path) -> dict:
+    """Return a JSON manifest, naming the file if it is missing."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: manifest not found; rerun the stage that writes it") from None

@@ -8,15 +8,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from potstill.teacher import TeacherError, estimate_prompt_tokens
+from potstill.errors import BudgetExceeded
+from potstill.teacher.prompts import estimate_prompt_tokens
 
 # 429 rate limited; 5xx server error; timeout (teacher.timeout_s, or 408); connection refused or
 # dropped; malformed (not JSON, not a chat completion, or a body cut short); other (409).
 ERROR_KINDS = ("429", "5xx", "timeout", "connection", "malformed", "other")
 
-
-class BudgetExceeded(TeacherError):
-    """The next request could cross teacher.max_cost or teacher.max_tokens_total."""
 
 
 class Cancelled(Exception):

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from potstill.io import InputError, read_jsonl
-from potstill.train import tokenize_chat
+from potstill.chat import tokenize_chat
+from potstill.errors import InputError
+from potstill.io import read_jsonl
 
 LogitsFn = Callable[[list[int]], torch.Tensor]
 GenerateFn = Callable[[list[int], int], list[int]]

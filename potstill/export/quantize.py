@@ -2,7 +2,7 @@
 
 Formats (quantize.formats): optimum-quanto int8/int4 and torchao int8 weight-only (transformers
 checkpoints in safetensors; Linear layers only, so the tied embedding stays fp32), and GGUF
-f16/q8_0/q8_0-gptq/q4_k_m for llama.cpp and ollama (potstill.gguf). Each folder records its format in
+f16/q8_0/q8_0-gptq/q4_k_m for llama.cpp and ollama (potstill.export.gguf_writer). Each folder records its format in
 potstill_quantization.json; `load_quantized` reads that and checks that every weight loaded.
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from potstill.io import InputError, atomic_dir
+from potstill.errors import InputError
+from potstill.io import atomic_dir
 from potstill.models import load_checked
 
 PROBE = "The quick brown fox jumps over the lazy dog."
@@ -41,7 +42,7 @@ def quantize_format(model_dir: Path, out_dir: Path, fmt: str, calibration: Path 
     elif fmt == "torchao-int8":
         figures = quantize_torchao(model_dir, out_dir)
     elif fmt.startswith("gguf-"):
-        from potstill.gguf import build_gguf  # llama.cpp tooling: imported only when a GGUF is asked for
+        from potstill.export.gguf_writer import build_gguf  # llama.cpp tooling: imported only when a GGUF is asked for
 
         figures = build_gguf(Path(model_dir), Path(out_dir), fmt.removeprefix("gguf-"), calibration=calibration)
     else:
@@ -129,12 +130,12 @@ def quantization_info(model_dir: Path) -> dict:
 
 
 def load_quantized(model_dir: Path):
-    """Return the model inside a quantized folder (GGUF: a potstill.gguf.GGUFModel), every weight checked."""
+    """Return the model inside a quantized folder, every weight checked (GGUF: a GGUFModel on llama.cpp)."""
     info = quantization_info(model_dir)
     if info.get("library") == "torchao":
         return _load_torchao(Path(model_dir))
     if info.get("library") == "gguf":
-        from potstill.gguf import GGUFModel
+        from potstill.export.gguf_runtime import GGUFModel
 
         return GGUFModel(Path(model_dir))
     return _load_quanto(Path(model_dir))

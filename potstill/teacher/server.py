@@ -16,9 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-
-class ServerError(RuntimeError):
-    """The teacher server did not come up."""
+from potstill.errors import ServerError
 
 
 def free_port() -> int:

@@ -17,8 +17,10 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from potstill.ledger import Cancelled, Ledger
-from potstill.teacher import Sampling, TeacherError, TransientError, ask, estimate_prompt_tokens, make_client
+from potstill.errors import TeacherError
+from potstill.teacher.client import Sampling, TransientError, ask, make_client
+from potstill.teacher.ledger import Cancelled, Ledger
+from potstill.teacher.prompts import estimate_prompt_tokens
 
 # Consecutive failures after which an endpoint sits out (for a growing backoff) while others answer.
 SKIP_AFTER_FAILURES = 3

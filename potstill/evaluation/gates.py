@@ -61,7 +61,7 @@ def paired_ratio(model_items: list[float], reference_items: list[float], min_rat
 
 def check_gate(gate, results: dict[str, dict]) -> GateResult:
     """Return the outcome of one gate (a GateParams) against {model name: its full results}."""
-    from potstill.metrics import top1_agreement
+    from potstill.evaluation.metrics import top1_agreement
 
     model, reference = results[gate.model], results.get(gate.reference) if gate.reference else None
     where = f"gate {gate.name}: {gate.metric} of {gate.model}" + (f" vs {gate.reference}" if gate.reference else "")

@@ -29,7 +29,7 @@ DAMP = 0.01
 def collect_hessians(model, rows: list[dict], desc: str = "GPTQ calibration") -> dict[str, torch.Tensor]:
     """Return {Linear module name: mean of 2 x x^T over every input token} for each nn.Linear.
 
-    rows: tokenized chats ({"input_ids": [...]}, as potstill.metrics.heldout_rows makes them). A
+    rows: tokenized chats ({"input_ids": [...]}, as potstill.evaluation.metrics.heldout_rows makes them). A
     tied LM head appears under its own name ("lm_head"), its weight shared with the embedding.
     """
     linears = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}

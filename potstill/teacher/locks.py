@@ -21,11 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from potstill.io import InputError
-
-
-class LockHeld(InputError):
-    """Another process holds the lock; the message names the lock file and that process."""
+from potstill.errors import LockHeld
 
 
 def _holder(path: Path) -> str:

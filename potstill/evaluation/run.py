@@ -1,0 +1,151 @@
+"""Evaluate every model of the pipeline the same way: lm-eval tasks, held-out distillation metrics, cost.
+
+Each model is loaded from its saved folder with every weight checked (a quanto folder read as a
+plain HF model silently gets random weights; GGUF files run under llama.cpp) and wrapped in one
+`EvalModel`, so scoring never asks which engine runs it. Scores are cached by content
+(potstill.evaluation.score_cache): an unchanged teacher is scored once.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from potstill.device import resolve_device
+from potstill.errors import ParamsError
+from potstill.evaluation.gates import unknown_gate_models
+from potstill.evaluation.lm_eval import gguf_lm, hf_lm, lm_eval_results
+from potstill.evaluation.metrics import (
+    GenerateFn,
+    LogitsFn,
+    count_parameters,
+    distill_metrics,
+    heldout_rows,
+    hf_generate_fn,
+    hf_logits_fn,
+    sample_answers,
+    teacher_logprobs,
+)
+from potstill.evaluation.score_cache import ScoreCache
+from potstill.export.gguf_runtime import GGUFModel
+from potstill.export.quantize import load_quantized, weight_bytes
+from potstill.models import load_checked
+from potstill.params import load_params
+from potstill.tasks import task_manager
+
+# Per-model fields kept in the cache and used by gates and the report, but not written to eval.json
+# (too large for `dvc exp show`).
+DETAIL_FIELDS = ("items", "argmax", "samples")
+
+
+@dataclass
+class EvalModel:
+    """One model as evaluate sees it, whatever runs it: transformers (any device) or llama.cpp (GGUF)."""
+
+    model: object  # the transformers model or the GGUFModel
+    tokenizer: object
+    logits_fn: LogitsFn
+    generate_fn: GenerateFn
+    lm: Callable[[int], object]  # batch size -> an lm-eval LM
+    parameters: int | None  # None where the runtime does not expose its weights (GGUF)
+
+    @classmethod
+    def transformers(cls, model, tokenizer) -> EvalModel:
+        return cls(model, tokenizer, hf_logits_fn(model), hf_generate_fn(model, tokenizer),
+                   lambda batch_size: hf_lm(model, tokenizer, batch_size), count_parameters(model))
+
+    @classmethod
+    def gguf(cls, model: GGUFModel) -> EvalModel:
+        return cls(model, model.tokenizer, model.logits, model.generate,
+                   lambda batch_size: gguf_lm(model, batch_size), None)
+
+
+def load_model(kind: str, folder: Path, base: Path | None = None, device: torch.device | None = None) -> EvalModel:
+    """Return a model folder ready to score; every weight checked on load.
+
+    Full-precision models go to `device` (hardware.device); quantized formats stay on the CPU,
+    the target they are built for.
+    """
+    from transformers import AutoTokenizer
+
+    if kind == "quantized":
+        model = load_quantized(folder)
+        if isinstance(model, GGUFModel):
+            return EvalModel.gguf(model)
+    elif kind == "adapter" and not (folder / "adapter_config.json").exists():
+        model = load_checked(folder)  # train.method full: the train stage wrote whole weights
+    elif kind == "adapter":
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(load_checked(base), folder).eval()
+    else:
+        model = load_checked(folder)
+    if kind != "quantized" and device is not None:
+        model = model.to(device)
+    return EvalModel.transformers(model, AutoTokenizer.from_pretrained(folder if kind != "adapter" else base))
+
+
+def measure(kind: str, folder: Path, base: Path | None, ev, manager, rows, test_file: Path,
+            teacher_lp, merged_bytes: int, device: torch.device | None = None) -> dict:
+    """Return one model's full record: task scores, per-item results, distillation, calibration, cost."""
+    model = load_model(kind, folder, base, device)
+    record = distill_metrics(model.logits_fn, rows, teacher_lp)
+    if kind == "adapter":  # the merge check needs NLL and argmax only
+        return record
+    scores, items, calibration = lm_eval_results(model.lm(ev.batch_size), ev.tasks, manager, ev.limit)
+    size = weight_bytes(folder)
+    record.update(scores, items=items, **calibration, size_bytes=size, size_mb=size / 2**20,
+                  size_ratio_vs_merged_fp32=size / merged_bytes,
+                  **sample_answers(model.generate_fn, model.tokenizer, test_file, ev.sample_prompts, ev.new_tokens))
+    if model.parameters is not None:
+        record["params"] = model.parameters
+    return record
+
+
+def run_evaluate(params_path: Path, models: dict[str, tuple[str, Path, Path | None]], test_file: Path,
+                 teacher: str = "teacher") -> dict[str, dict]:
+    """Return {model name: full record} for each (kind, folder, base) in `models`; cached by content."""
+    params = load_params(params_path, "evaluate", "hardware")
+    ev, hardware = params["evaluate"], params["hardware"]
+    device = resolve_device(hardware.device)
+    print(f"evaluate: full-precision models on {device}; quantized formats on cpu")
+    problems = unknown_gate_models(ev.gates, list(models))
+    if problems:
+        raise ParamsError(f"{params_path}: invalid params:\n  " + "\n  ".join(problems))
+    from transformers import AutoTokenizer
+
+    task_dir = Path(ev.task_dir)
+    manager = task_manager(task_dir, ev.tasks)
+    teacher_dir = models[teacher][1]
+    cache = ScoreCache({"tasks": ev.tasks, "limit": ev.limit, "sample_prompts": ev.sample_prompts,
+                        "new_tokens": ev.new_tokens}, task_dir, test_file, reference=teacher_dir)
+    rows = heldout_rows(AutoTokenizer.from_pretrained(teacher_dir), test_file)
+    merged_bytes = weight_bytes(models["merged"][1]) if "merged" in models else weight_bytes(teacher_dir)
+    teacher_lp = None
+    results: dict[str, dict] = {}
+    for name, (kind, folder, base) in models.items():
+        key = (folder, base) if base is not None else folder
+        cached = cache.get(key)
+        if cached is not None:
+            print(f"evaluate: {name}: cached scores")
+            results[name] = cached
+            continue
+        if teacher_lp is None:  # the teacher's distribution on the held-out split, once for every model
+            teacher_lp = teacher_logprobs(hf_logits_fn(load_checked(teacher_dir).to(device)), rows)
+            gc.collect()
+        print(f"evaluate: {name} ({folder})")
+        results[name] = measure(kind, folder, base, ev, manager, rows, test_file, teacher_lp, merged_bytes,
+                                device)
+        cache.put(key, results[name])
+        gc.collect()
+    return results
+
+
+def headline(results: dict[str, dict]) -> dict[str, dict]:
+    """Return the results without per-item details: what metrics/eval.json holds."""
+    return {name: {key: value for key, value in record.items() if key not in DETAIL_FIELDS}
+            for name, record in results.items()}
