@@ -94,6 +94,11 @@ def test_lora_rank_reruns_train_merge_quantize_evaluate(pipeline):
     run(["git", "commit", "-qm", "lora r=2"], pipeline)
 
 
+def test_the_applied_profile_is_named_where_dvc_exp_show_shows_params(pipeline):
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], pipeline).stdout)
+    assert shown[0]["data"]["params"]["params.yaml"]["data"]["profile"] == "tiny"
+
+
 def test_experiment_run_and_show(pipeline):
     run(["dvc", "exp", "run", "-n", "rank8", "-S", "lora.r=8"], pipeline, timeout=1200)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], pipeline).stdout)

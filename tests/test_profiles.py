@@ -26,7 +26,7 @@ def params_copy(tmp_path) -> Path:
 def test_the_section_models_hold_no_defaults_params_yaml_is_the_one_source():
     for name, model in SECTIONS.items():
         with_default = [field for field, info in model.model_fields.items() if not info.is_required()]
-        assert with_default == [], f"{name}: {with_default} have defaults in potstill/params.py; state them in params.yaml"
+        assert with_default == [], f"{name}: {with_default} have defaults in params.py; state them in params.yaml"
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name, model in SECTIONS.items():
         assert set(shipped[name]) == set(model.model_fields), name

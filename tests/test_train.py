@@ -394,3 +394,51 @@ def test_full_fine_tuning_writes_whole_weights_that_merge_passes_through(tiny_ru
     assert run_merge(tiny_model_dir, tmp_path / "adapter", tmp_path / "merged")["method"] == "full"
     merged = load_checked(tmp_path / "merged")
     assert all(torch.equal(weight, trained.state_dict()[name]) for name, weight in merged.state_dict().items())
+
+
+def test_grad_accumulation_gives_the_gradients_of_one_big_batch_and_logs_what_is_minimised(tokenizer, tmp_path):
+    """grad_accum 2 x batch 4 and grad_accum 1 x batch 8 take the same SGD step on the same 8 rows of unequal
+    lengths; the logged loss is alpha x kd_loss + (1 - alpha) x ce_loss, on both the chunked and the full path."""
+    from transformers import TrainingArguments
+
+    from potstill.distill.data import DistillCollator, build_dataset
+    from potstill.distill.score import score_rows
+    from potstill.distill.trainer import DistillTrainer
+    from potstill.models import tiny_llama
+
+    replies = ["Yes.", "The sky is blue because air scatters blue light more than red light.", "Four.",
+               "Paris is the capital of France, on the Seine.", "No, never.", "Water boils at 100 C at sea level.",
+               "Seven.", "A cat is a small domesticated carnivorous mammal with soft fur."]
+    rows = [{"id": f"r{i}", "domain": "d", "messages": [{"role": "user", "content": f"Question {i}?"},
+                                                        {"role": "assistant", "content": reply}]}
+            for i, reply in enumerate(replies)]
+    write_split(tmp_path / "train.jsonl", rows)
+    targets = score_rows(tiny_llama(tokenizer, seed=3).eval(), tokenizer, rows, 4, 64, 8, progress=False)
+    soft = {key: {"kd_ids": ids.tolist(), "kd_logprobs": lps.tolist()} for key, (ids, lps) in targets.items()}
+    data = build_dataset(tokenizer, {"train": tmp_path / "train.jsonl"}, soft, 4, 64)["train"]
+
+    def one_step(batch_size: int, grad_accum: int, chunk_rows: int) -> tuple[dict, dict]:
+        model = tiny_llama(tokenizer, seed=0)
+        args = TrainingArguments(output_dir=str(tmp_path / f"{batch_size}x{grad_accum}"), max_steps=1,
+                                 learning_rate=0.5, optim="sgd", lr_scheduler_type="constant", max_grad_norm=1e9,
+                                 per_device_train_batch_size=batch_size, gradient_accumulation_steps=grad_accum,
+                                 logging_steps=1, report_to=[], remove_unused_columns=False, use_cpu=True,
+                                 seed=0, data_seed=0, dataloader_num_workers=0, save_strategy="no")
+        collator = DistillCollator(tokenizer.pad_token_id, 4)
+        trainer = DistillTrainer(model, args, train_dataset=data, data_collator=collator,
+                                 kd_alpha=0.9, kd_temperature=1.0, capture_temperature=1.0, kd_tail="bucket",
+                                 kd_chunk_rows=chunk_rows)
+        trainer.train()
+        return {key: value.detach().clone() for key, value in model.state_dict().items()}, trainer.state.log_history[0]
+
+    big, big_log = one_step(8, 1, chunk_rows=1024)
+    accumulated, accumulated_log = one_step(4, 2, chunk_rows=16)
+    start = tiny_llama(tokenizer, seed=0).state_dict()
+    moved = max(float((big[key] - start[key]).abs().max()) for key in big)
+    assert moved > 1e-3  # the step did something
+    for key in big:
+        assert torch.allclose(big[key], accumulated[key], atol=1e-6, rtol=1e-4), key
+    for log in (big_log, accumulated_log):
+        assert log["loss"] == pytest.approx(0.9 * log["kd_loss"] + 0.1 * log["ce_loss"], rel=1e-5)
+    assert accumulated_log["loss"] == pytest.approx(big_log["loss"], rel=1e-5)
+    assert accumulated_log["grad_norm"] == pytest.approx(big_log["grad_norm"], rel=1e-4)

@@ -118,26 +118,41 @@ def distillation_loss(
     tail: str = "bucket",
     loss: str = "forward_kl",
     jsd_beta: float = 0.5,
+    normalizer: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Return (total loss, CE term, KD term or None) for a batch of causal-LM logits.
 
     `labels`, `kd_ids`, `kd_logprobs` and `kd_mask` are aligned with the input tokens (the
     target of position t is predicted by logits at t-1); this function applies that shift.
+    Each term is a sum over its tokens divided by `normalizer` = (labelled tokens, tokens with
+    soft targets) of the whole accumulated batch (see `token_counts`), so micro-batches of a
+    gradient-accumulation step add up to the step's per-token mean; None = this batch's own counts.
     """
     logits, labels = logits[:, :-1], labels[:, 1:]
     kd_ids, kd_logprobs, kd_mask = kd_ids[:, 1:], kd_logprobs[:, 1:], kd_mask[:, 1:]
     ce_mask = labels != -100
-    ce = F.cross_entropy(logits[ce_mask].float(), labels[ce_mask])
     kd_mask = kd_mask & ce_mask
-    if alpha == 0 or not bool(kd_mask.any()):
+    n_ce, n_kd = normalizer if normalizer is not None else (int(ce_mask.sum()), int(kd_mask.sum()))
+    ce = F.cross_entropy(logits[ce_mask].float(), labels[ce_mask], reduction="sum") / max(n_ce, 1)
+    if alpha == 0 or n_kd == 0:  # no soft targets anywhere in the (accumulated) batch: plain CE
         return ce, ce.detach(), None
+    if not bool(kd_mask.any()):  # this micro-batch has none, others of its step do
+        return (1 - alpha) * ce, ce.detach(), ce.new_zeros(())
     rows_logits = logits[kd_mask]  # (N, V): only the positions that carry soft targets
     ids, logprobs = kd_ids[kd_mask], kd_logprobs[kd_mask]
     valid = logprobs > MISSING_LOGPROB / 2
     teacher_log = teacher_distribution(logprobs, temperature, capture_temperature, tail)
     student_log = student_distribution(rows_logits, ids, valid, temperature, tail)
-    kd = divergence(teacher_log, student_log, loss, jsd_beta).mean() * temperature**2
+    kd = divergence(teacher_log, student_log, loss, jsd_beta).sum() / max(n_kd, 1) * temperature**2
     return alpha * kd + (1 - alpha) * ce, ce.detach(), kd.detach()
+
+
+def token_counts(batches: list[dict]) -> torch.Tensor:
+    """Return [labelled tokens, labelled tokens with soft targets] over batches (after the causal shift)."""
+    labelled = [batch["labels"][:, 1:] != -100 for batch in batches]
+    return torch.stack([sum(mask.sum() for mask in labelled),
+                        sum((mask & batch["kd_mask"][:, 1:]).sum() for mask, batch in zip(labelled, batches,
+                                                                                           strict=True))])
 
 
 def chunked_distillation_loss(
@@ -154,6 +169,7 @@ def chunked_distillation_loss(
     loss: str = "forward_kl",
     jsd_beta: float = 0.5,
     chunk_rows: int = 1024,
+    normalizer: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Return `distillation_loss` of the logits `hidden @ head_weight.T`, never holding them all.
 
@@ -162,20 +178,22 @@ def chunked_distillation_loss(
     at a time; each chunk's gradients with respect to `hidden` and `head_weight` are computed at
     once and its logits freed, so at most chunk_rows x vocab values live in forward or backward.
     A batch without any labelled token gives a zero loss (still connected to the graph, for DDP).
+    `normalizer` as in `distillation_loss`.
     """
     hidden, labels = hidden[:, :-1], labels[:, 1:]
     kd_ids, kd_logprobs, kd_mask = kd_ids[:, 1:], kd_logprobs[:, 1:], kd_mask[:, 1:]
     ce_mask = labels != -100
     rows, targets = hidden[ce_mask], labels[ce_mask]  # (N, width): the rows with a label
     kd_rows = (kd_mask & ce_mask)[ce_mask]  # which of those carry soft targets
-    with_kd = alpha != 0 and bool(kd_rows.any())
+    n_ce, n_kd = normalizer if normalizer is not None else (rows.shape[0], int(kd_rows.sum()))
+    with_kd = alpha != 0 and n_kd > 0  # soft targets somewhere in the (accumulated) batch
+    n_ce, n_kd = max(n_ce, 1), max(n_kd, 1)
     teacher_log = ids = valid = None
-    if with_kd:
+    if with_kd and bool(kd_rows.any()):
         ids, logprobs = kd_ids[ce_mask][kd_rows], kd_logprobs[ce_mask][kd_rows]
         valid = logprobs > MISSING_LOGPROB / 2
         teacher_log = teacher_distribution(logprobs, temperature, capture_temperature, tail)
-    n_ce, n_kd = rows.shape[0], int(kd_rows.sum())
-    if n_ce == 0:
+    if rows.shape[0] == 0:
         zero = (hidden.sum() + head_weight.sum()) * 0.0
         return zero, zero.detach(), None
     # Index of each chunk's first soft-target row among all soft-target rows.

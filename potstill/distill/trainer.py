@@ -10,7 +10,13 @@ from pathlib import Path
 import torch
 from transformers import Trainer
 
-from potstill.distill.kd import chunked_distillation_loss, distillation_loss, hidden_projections, hidden_state_loss
+from potstill.distill.kd import (
+    chunked_distillation_loss,
+    distillation_loss,
+    hidden_projections,
+    hidden_state_loss,
+    token_counts,
+)
 from potstill.errors import InputError
 
 # The trainable projections of hidden-state matching hang on the student under this name (so the
@@ -100,7 +106,16 @@ class DistillTrainer(Trainer):
     it never reaches the optimizer or DDP. A student of another width than its teacher gets a
     trainable projection per mapped layer, attached to the model (the optimizer and DDP see it) and
     saved beside each checkpoint (a resumed run gets it back).
+
+    Losses are per-token means over the whole optimizer step: every micro-batch of a
+    gradient-accumulation step (and of every process under DDP) divides its sums by the step's
+    token counts (`_get_num_items_in_batch`), so grad_accum 2 x batch 4 gives the gradients of
+    batch 8, and the logged `loss` is exactly alpha x kd_loss + (1 - alpha) x ce_loss (+ the
+    hidden term): what the optimizer minimises.
     """
+
+    # compute_loss already divides by the whole step's token counts: the Trainer must not divide by grad_accum.
+    loss_is_scaled_for_ga = True
 
     def __init__(self, model, *args, kd_alpha: float, kd_temperature: float, capture_temperature: float,
                  kd_tail: str, kd_loss: str = "forward_kl", jsd_beta: float = 0.5, kd_chunk_rows: int = 1024,
@@ -120,6 +135,7 @@ class DistillTrainer(Trainer):
         self.hidden_weight, self.hidden_loss, self.layer_map = hidden_weight, hidden_loss, layer_map
         self.teacher = teacher
         self._terms: dict[str, list[float]] = defaultdict(list)
+        self._last_logged_step: int | None = None  # set when training (or a resumed run) starts
 
     def _teacher_layers(self, inputs) -> list[torch.Tensor]:
         self.teacher.to(inputs["input_ids"].device)
@@ -127,9 +143,22 @@ class DistillTrainer(Trainer):
             self.teacher(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         return layers
 
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor:
+        """Return [labelled tokens, tokens with soft targets] of a whole optimizer step, over every process."""
+        counts = token_counts(batch_samples).to(device)
+        if self.args.world_size > 1:
+            counts = self.accelerator.gather(counts[None]).sum(0)
+        return counts
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         kd_ids, kd_logprobs, kd_mask = inputs.pop("kd_ids"), inputs.pop("kd_logprobs"), inputs.pop("kd_mask")
         labels = inputs.pop("labels")
+        # Training: the step's counts (a sum over micro-batches and processes makes the step's mean);
+        # evaluation: this batch's own counts (a mean per batch).
+        step = model.training and num_items_in_batch is not None
+        if model.training and self._last_logged_step is None:
+            self._last_logged_step = self.state.global_step
+        normalizer = tuple(int(n) for n in num_items_in_batch) if step else None
         matching = self.hidden_weight > 0
         unwrapped = self.accelerator.unwrap_model(model)
         # FSDP shards the head's weight outside its forward pass: the full logits are needed there.
@@ -141,7 +170,7 @@ class DistillTrainer(Trainer):
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **skip_logits)
         settings = dict(alpha=self.kd_alpha, temperature=self.kd_temperature,
                         capture_temperature=self.capture_temperature, tail=self.kd_tail, loss=self.kd_loss,
-                        jsd_beta=self.jsd_beta)
+                        jsd_beta=self.jsd_beta, normalizer=normalizer)
         if head is not None:
             loss, ce, kd = chunked_distillation_loss(outputs.hidden_states[-1], head.weight, labels, kd_ids,
                                                      kd_logprobs, kd_mask, chunk_rows=self.kd_chunk_rows, **settings)
@@ -154,8 +183,13 @@ class DistillTrainer(Trainer):
         if matching:
             hidden = hidden_state_loss(student_layers, self._teacher_layers(inputs), self.layer_map,
                                        labels, self.hidden_loss, getattr(unwrapped, PROJECTION_MODULE, None))
+            if step:  # a mean over this micro-batch's tokens, weighted by its share of the step's tokens
+                hidden = hidden * int((labels[:, 1:] != -100).sum()) / max(normalizer[0], 1)
             loss = loss + self.hidden_weight * hidden
             self._terms[f"{prefix}hidden_loss"].append(float(hidden.detach()))
+        if step and self.args.world_size > 1:
+            # DDP averages gradients over processes; the counts already cover them all.
+            loss = loss * self.args.world_size
         return (loss, outputs) if return_outputs else loss
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -181,11 +215,21 @@ class DistillTrainer(Trainer):
             projections.load_state_dict(load_file(str(path)))
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        """Add the mean of each loss term since the last log, on the same footing as `loss`.
+
+        Training terms are each micro-batch's share of its step's mean: their sum over a step is
+        the step's term, averaged here over the steps since the last log (as the Trainer does for
+        `loss`). Evaluation terms are per-batch means, averaged over the batches.
+        """
         evaluating = any(key.startswith("eval_") for key in logs)
+        steps = max(self.state.global_step - (self._last_logged_step or 0), 1)
         for name in list(self._terms):
             if name.startswith("eval_") == evaluating and self._terms[name]:
-                logs[name] = sum(self._terms[name]) / len(self._terms[name])
+                count = len(self._terms[name]) if evaluating else steps
+                logs[name] = sum(self._terms[name]) / count
                 self._terms[name].clear()
+        if not evaluating:
+            self._last_logged_step = self.state.global_step
         super().log(logs, *args, **kwargs)
 
 
