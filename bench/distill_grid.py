@@ -2,11 +2,12 @@
 
 Runs on the outputs of a default `dvc repro` (models/teacher, data/curated, data/generated,
 data/soft-targets). Every configuration trains through the real train stage (stages/train.py in
-a subprocess, the same code `dvc repro` runs), then is measured on the held-out test split:
+a subprocess, the same code `dvc repro` runs), then is measured on the validation split (choices are
+made on val; the test split is reported once, by the evaluate stage, and never opened here):
 
 - KL(teacher || student) at T=1 over the full vocabulary, NLL of the teacher's tokens and top-1
   agreement with the teacher, on assistant tokens only;
-- degenerate share: greedy answers (no repetition penalty, up to 128 new tokens) to the held-out
+- degenerate share: greedy answers (no repetition penalty, up to 128 new tokens) to the validation
   prompts whose repeated word 3-gram ratio exceeds 0.5.
 
 One JSON row per configuration is appended to bench/results/distill_grid.jsonl; a configuration
@@ -37,15 +38,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from potstill.curate.filters import repeated_ngram_ratio  # noqa: E402
 from potstill.evaluation.metrics import distill_metrics, heldout_rows, hf_logits_fn, teacher_logprobs  # noqa: E402
 from potstill.io import read_jsonl  # noqa: E402
 from potstill.models import LAYER_MAP_FILE, load_checked, prune_layers, save_model  # noqa: E402
+from potstill.text import DEGENERATE_RATIO, repeated_ngram_ratio  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 WORK = RESULTS / "grid"
-DEGENERATE_RATIO = 0.5
 MAX_NEW_TOKENS = 128
+# Every choice the grid informs is made on this split; the test split is for evaluate alone.
+SELECTION_SPLIT = ROOT / "data/curated/val.jsonl"
 
 EVERY_THIRD = list(range(0, 30, 3))
 # Named layer choices (the teacher has 30). Deep layers of small llamas are the most redundant
@@ -180,8 +182,7 @@ def setup():
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(ROOT / "models/teacher")
     teacher = load_checked(ROOT / "models/teacher")
-    test_file = ROOT / "data/curated/test.jsonl"
-    rows, scored = [row for _, row in read_jsonl(test_file)], heldout_rows(tokenizer, test_file)
+    rows, scored = [row for _, row in read_jsonl(SELECTION_SPLIT)], heldout_rows(tokenizer, SELECTION_SPLIT)
     return tokenizer, teacher, rows, (scored, teacher_logprobs(hf_logits_fn(teacher), scored))
 
 
@@ -237,7 +238,7 @@ def side_by_side(key: Annotated[str, typer.Option(help="the grid row of the dist
     tokenizer, teacher, rows, references = setup()
     teacher_answers = greedy_answers(teacher, tokenizer, rows)
     degenerate = sum(repeated_ngram_ratio(answer) > DEGENERATE_RATIO for answer in teacher_answers) / len(rows)
-    print(f"teacher: degenerate {degenerate:.0%} of {len(rows)} held-out prompts\n")
+    print(f"teacher: degenerate {degenerate:.0%} of {len(rows)} validation prompts\n")
 
     def cell(text: str) -> str:
         return " ".join(text.split()).replace("|", "\\|")[:300]

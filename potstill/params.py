@@ -133,6 +133,7 @@ class CurateParams(_Section):
     decontam_task_dir: str = Field(min_length=1)
     decontam_ngram: int = Field(ge=3, le=50)
     decontam_threshold: float = Field(ge=0.0, lt=1.0)
+    decontam_key_words: bool
     min_examples: int = Field(ge=0)
     val_fraction: float = Field(ge=0.0, lt=0.5)
     test_fraction: float = Field(ge=0.0, lt=0.5)
@@ -211,26 +212,36 @@ class QuantizeParams(_Section):
 
 
 class GateParams(_Section):
-    """One retention gate: `metric` of `model`, alone (min/max) or against `reference`."""
+    """One gate: `metric` of `model`, alone (min/max) or against `reference`.
+
+    Its optional fields are structure, not knobs: a gate uses exactly one bound.
+    """
 
     name: str = Field(min_length=1)
-    metric: str = Field(min_length=1)  # e.g. potstill_mc.acc, heldout_nll, kl_vs_teacher, top1_vs_reference
+    # e.g. potstill_mc.acc, heldout_nll, kl_vs_teacher, degenerate_share, top1_vs_reference, kl_gap_closed
+    metric: str = Field(min_length=1)
     model: str = Field(min_length=1)
     reference: str | None = None
     min_ratio: float | None = Field(default=None, gt=0)
+    min_gain: float | None = None
     min: float | None = None
     max: float | None = None
     max_abs_diff: float | None = Field(default=None, ge=0)
+    warn_only: bool = False  # a known shortfall: reported as a warning, never fails the stage
+    lora_only: bool = False  # meaningful only with train.method lora (merge_exact)
 
     @model_validator(mode="after")
     def _one_bound_and_its_reference(self) -> GateParams:
-        bounds = [key for key in ("min_ratio", "min", "max", "max_abs_diff") if getattr(self, key) is not None]
+        bounds = [key for key in ("min_ratio", "min_gain", "min", "max", "max_abs_diff")
+                  if getattr(self, key) is not None]
         if len(bounds) != 1:
-            raise ValueError(f"gate {self.name!r} needs exactly one of min_ratio, min, max, max_abs_diff; got {bounds}")
-        needs_reference = bounds[0] in ("min_ratio", "max_abs_diff") or self.metric == "top1_vs_reference"
+            raise ValueError(f"gate {self.name!r} needs exactly one of min_ratio, min_gain, min, max, max_abs_diff; "
+                             f"got {bounds}")
+        needs_reference = (bounds[0] in ("min_ratio", "min_gain", "max_abs_diff")
+                           or self.metric in ("top1_vs_reference", "kl_gap_closed"))
         if needs_reference and not self.reference:
             raise ValueError(f"gate {self.name!r}: {bounds[0]} / {self.metric} compares with a reference model; "
-                             "set reference (e.g. merged)")
+                             "set reference (e.g. merged, or student_base for kl_gap_closed)")
         return self
 
 
@@ -241,6 +252,7 @@ class EvaluateParams(_Section):
     batch_size: int = Field(ge=1)
     sample_prompts: int = Field(ge=0, le=30)
     new_tokens: int = Field(ge=1, le=512)
+    max_answer_tokens: int = Field(ge=1, le=4096)
     gates: list[GateParams]
 
     @field_validator("gates")

@@ -41,8 +41,8 @@ def check_row(row: dict, path: Path, line: int, seen_ids: set[str]) -> None:
                          "so each must be unique (check the prompts file)")
 
 
-def flag_pass(cur: CurateParams, responses: Path, out_dir: Path, report: CurationReport) -> list[dict]:
-    """Flag every row, writing flagged.jsonl as it goes; return {line, id, domain} of the kept rows."""
+def flag_pass(cur: CurateParams, responses: Path, out_dir: Path, report: CurationReport) -> tuple[list[dict], list]:
+    """Flag every row, writing flagged.jsonl as it goes; return ({line, id, domain} of the kept rows, near misses)."""
     items = eval_items(cur.decontam_task_dir, cur.decontam_tasks, "curate") if cur.decontam_tasks else ()
     curator = Curator(cur, items)
     kept: list[dict] = []
@@ -57,7 +57,8 @@ def flag_pass(cur: CurateParams, responses: Path, out_dir: Path, report: Curatio
                 write_flagged({"id": row["id"], "reasons": list(why), "details": why})
             else:
                 kept.append({"line": line, "id": row["id"], "domain": row.get("domain", "general")})
-    return kept
+    kept_ids = {row["id"] for row in kept}
+    return kept, [miss for miss in curator.near_misses if miss["id"] in kept_ids]
 
 
 def copy_pass(responses: Path, out_dir: Path, split_of_line: dict[int, str]) -> None:
@@ -74,12 +75,12 @@ def run_curate(params_path: Path, generated: Path, out_dir: Path) -> dict:
     cur = load_params(params_path, "curate")["curate"]
     responses = generated / "responses.jsonl"
     report = CurationReport()
-    kept = flag_pass(cur, responses, out_dir, report)
+    kept, near_misses = flag_pass(cur, responses, out_dir, report)
     if report.rows_in == 0:
         raise InputError(f"{responses}: no rows; rerun the generate stage")
     split = split_rows(kept, cur.val_fraction, cur.test_fraction, cur.seed)
     warning = size_warning(len(kept))
-    figures = report.figures({name: len(split[name]) for name in SPLITS}, [warning] if warning else [])
+    figures = report.figures({name: len(split[name]) for name in SPLITS}, [warning] if warning else [], near_misses)
     write_text_atomic(out_dir / "report.md", report_markdown(figures))
     if len(kept) < cur.min_examples:
         raise InputError(f"curate.min_examples: only {len(kept)} rows kept of {report.rows_in} "

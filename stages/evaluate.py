@@ -9,8 +9,9 @@ as a plain HF model silently gets random weights; GGUF files run under llama.cpp
 lm-eval tasks (per-item results kept for paired gates; ECE on multiple-choice tasks), held-out
 NLL, KL(teacher || model) and top-1 agreement with the teacher on the held-out split, parameter
 count, bytes on disk and CPU ms per generated token. Results go to one fixed-name JSON for
-`dvc metrics show` / `dvc exp show`, to reports/eval.md with PNG charts, and to one model card per
-exported model (reports/model_cards/). Gates run last: a violated one exits 3 after all is written.
+`dvc metrics show` / `dvc exp show`, to reports/eval.md with PNG charts, to one model card per
+exported model (reports/model_cards/), and every answer behind a score to
+reports/outputs/<model>.jsonl. Gates run last: a violated one exits 3 after all is written.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from potstill.evaluation.gates import check_gates
 from potstill.evaluation.report import write_report
 from potstill.evaluation.run import headline, run_evaluate
 from potstill.export.model_card import card
-from potstill.io import write_json, write_text_atomic
+from potstill.io import write_json, write_jsonl, write_text_atomic
 from potstill.params import load_params
 
 EXIT_GATE_FAILED = 3
@@ -60,11 +61,18 @@ def main(
     for fmt in sections["quantize"].formats:
         models[fmt] = ("quantized", quantized / fmt, None)
     results = run_evaluate(params, models, test)
-    gates = check_gates(sections["evaluate"].gates, results)
+    gates = check_gates(sections["evaluate"].gates, results, sections["train"].method)
     metrics = headline(results)
-    metrics["gates"] = {gate.name: {"passed": int(gate.passed), "value": gate.value} for gate in gates}
+    metrics["gates"] = {gate.name: {"passed": int(gate.passed), "value": gate.value, "warning": int(gate.warning),
+                                    "applicable": int(gate.applicable)} for gate in gates}
     write_json(out, metrics)
     written = write_report(results, report, train_plots, gates=gates, formats=sections["quantize"].formats)
+    for name, record in results.items():  # every answer behind a score, to read item by item
+        rows = [{"task": task, **output} for task, outputs in (record.get("outputs") or {}).items()
+                for output in outputs]
+        rows += [{"task": "held-out prompts (greedy)", **answer} for answer in record.get("answers") or []]
+        if rows:
+            write_jsonl(report / "outputs" / f"{name}.jsonl", rows)
     build_sections = {name: sections[name] for name in ("teacher", "student", "kd", "train", "lora")}
     for name in ["merged", *sections["quantize"].formats]:
         facts = {"format": name, "size_bytes": results[name].get("size_bytes")}
@@ -73,7 +81,8 @@ def main(
         write_text_atomic(report / "model_cards" / f"{name}.md", text)
     typer.echo(f"evaluate: report: {', '.join(str(path) for path in written)}, {report / 'model_cards'}")
     for gate in gates:
-        typer.echo(f"  {'PASS' if gate.passed else 'FAIL'}{' (warning)' if gate.warning else ''} {gate.message}")
+        status = "N/A" if not gate.applicable else "PASS" if gate.passed else "FAIL"
+        typer.echo(f"  {status}{' (warning)' if gate.warning else ''} {gate.message}")
     failed = [gate for gate in gates if not gate.passed]
     if failed:
         print("error: retention gate(s) failed (metrics and report are written):\n  "

@@ -38,8 +38,10 @@ def run_score(params_path: Path, teacher_dir: Path, curated: Path, out_dir: Path
         dtype = resolve_dtype(hardware.dtype, device)
         typer.echo(f"score: teacher on {describe(device, dtype)}")
         teacher = load_checked(teacher_dir, dtype=dtype).to(device)
-        targets = score_rows(teacher, tokenizer, rows, kd.top_k, train.max_seq_len, kd.score_batch_size)
-    manifest = {"source": kd.source, "k": kd.top_k, "logprob_temperature": 1.0,
+        # At kd.temperature itself: the top-k and the tail mass are then exact at the distillation temperature.
+        targets = score_rows(teacher, tokenizer, rows, kd.top_k, train.max_seq_len, kd.score_batch_size,
+                             temperature=kd.temperature)
+    manifest = {"source": kd.source, "k": kd.top_k, "logprob_temperature": kd.temperature,
                 "tokenizer": tokenizer_fingerprint(tokenizer), "vocab_size": len(tokenizer)}
     save_soft_targets(out_dir, targets, manifest)
     return {"rows": len(targets), "tokens": sum(int(ids.shape[0]) for ids, _ in targets.values())}

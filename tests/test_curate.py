@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from potstill.curate.curator import Curator
 from potstill.curate.decontam import Decontaminator
 from potstill.curate.dedupe import NearDuplicates
+from potstill.curate.filters import dialogue_text
 from potstill.curate.report import MEMORIZE_BELOW, CurationReport, report_markdown
 from potstill.curate.split import split_rows
 from potstill.errors import InputError, ParamsError
@@ -187,6 +188,65 @@ def test_shipped_tasks_are_read_through_lm_eval(monkeypatch):
     assert len(items) == 620
     assert by_id["mc-0000"].text == "The opposite of hot is cold"  # prompt + gold choice, not the label
     assert by_id["gen-0000"].text.endswith("1, 2, 3, 4")
+
+
+SHIPPED_PROMPTS = {json.loads(line)["id"]: json.loads(line) for line in (ROOT / "data/prompts.jsonl").open()}
+
+
+@pytest.fixture(scope="module")
+def shipped_decontaminator():
+    import os
+
+    here = os.getcwd()
+    os.chdir(ROOT)  # the shipped YAMLs name their data files relative to the repo root
+    try:
+        items = list(eval_items(SHIPPED["decontam_task_dir"], SHIPPED["decontam_tasks"], "curate"))
+    finally:
+        os.chdir(here)
+    return Decontaminator(items, SHIPPED["decontam_ngram"], SHIPPED["decontam_threshold"], key_words=True)
+
+
+@pytest.mark.parametrize("prompt_id, answer, item", [
+    ("factual-021", "Ottawa is the capital of Canada.", {"mc-0203", "gen-0246"}),
+    ("factual-044", "Nairobi is the capital city of Kenya.", {"mc-0197", "gen-0240"}),
+])
+def test_shipped_prompts_that_restate_an_eval_item_in_other_words_are_caught(
+        shipped_decontaminator, prompt_id, answer, item):
+    text = f"{SHIPPED_PROMPTS[prompt_id]['prompt']}\n{answer}"
+    assert shipped_decontaminator.match(text) is None  # no 6-gram shared: the old check kept these rows
+    found = shipped_decontaminator.check(text)
+    assert found["contaminated"] and found["how"] == "key words" and found["item"].item_id in item
+
+
+@pytest.mark.parametrize("text", [
+    "Lima is the capital of which country? Peru.",
+    "Name the country whose capital is Canberra. That is Australia.",
+    "Q: Ottawa? A: It is Canada's capital.",
+])
+def test_planted_paraphrases_are_caught(shipped_decontaminator, text):
+    assert shipped_decontaminator.check(text)["contaminated"]
+
+
+def test_near_misses_are_reported_not_dropped_and_unrelated_rows_pass(shipped_decontaminator):
+    near = shipped_decontaminator.check("Canada is a large country with many lakes.")  # Canada, not Ottawa
+    assert near is None or not near["contaminated"]
+    near = shipped_decontaminator.check("I visited Ottawa, the city with the Rideau Canal, in Canada's winter? "
+                                        "No: I went to Toronto.")
+    assert near["contaminated"]  # both key words present: a deliberately conservative check
+    assert shipped_decontaminator.check("Photosynthesis turns light, water and carbon dioxide into sugar.") is None
+    items = [EvalItem("t", "q1", "The capital of Canada is Ottawa"), EvalItem("t", "q2", "The capital of Peru is Lima"),
+             EvalItem("t", "q3", "The capital of Chile is Santiago"),
+             EvalItem("t", "q5", "The opposite of inside is outside")]
+    rows = [row(0, "Peru is in South America.", prompt="Tell me about Peru and its capital Lima."),
+            row(1, "It borders Argentina.", prompt="Where is Chile?")]
+    decontam = Decontaminator(items, ngram=6, threshold=0.5)
+    assert decontam.check(dialogue_text(rows[0]))["contaminated"]
+    assert decontam.check(dialogue_text(rows[1])) is None  # one name of an item's two: nothing
+    assert decontam.check("Three switches outside a room control bulbs inside it.") is None  # not names
+    everest = Decontaminator([*items, EvalItem("t", "q4", "Everest lies in Nepal, Tibet and Asia")], 6, 0.5)
+    assert everest.check("Nepal and Tibet lie side by side.") is None  # 2 of its 4 names
+    miss = everest.check("Everest: Nepal and Tibet.")  # 3 of 4: kept, and listed
+    assert not miss["contaminated"] and miss["detail"] == "all key words of t item q4 but asia"
 
 
 def test_split_is_deterministic_disjoint_and_stratified():

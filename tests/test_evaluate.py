@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from potstill.errors import InputError
 from potstill.evaluation.lm_eval import heldout_nll, lm_eval_scores
@@ -30,7 +31,13 @@ def test_lm_eval_and_heldout_nll_on_a_tiny_model(tiny_model_dir, tokenizer, tmp_
     test.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "Hi"},
                                                         {"role": "assistant", "content": "Hello!"}]}) + "\n")
     nll = heldout_nll(model, tokenizer, test)
-    assert 5 < nll < 20  # a random 49k-vocab model sits near ln(49152) = 10.8
+    # Independently: transformers' own causal-LM loss on the same tokens, prompt masked.
+    from potstill.chat import tokenize_chat
+
+    row = tokenize_chat(tokenizer, json.loads(test.read_text())["messages"], 512)
+    with torch.no_grad():
+        reference = model(torch.tensor([row["input_ids"]]), labels=torch.tensor([row["labels"]])).loss
+    assert nll == pytest.approx(float(reference), rel=1e-5)
     test.write_text("")
     with pytest.raises(InputError, match="no held-out responses"):
         heldout_nll(model, tokenizer, test)
@@ -66,7 +73,7 @@ def test_a_user_task_folder_anywhere_on_disk_gives_scores_items_and_ece(tiny_mod
         "metric_list:\n  - metric: acc\nmetadata:\n  version: 1.0\n")
     manager = task_manager(str(tasks), ["my_mc"])
     lm = HFLM(pretrained=load_checked(tiny_model_dir), tokenizer=tokenizer, batch_size=3, device="cpu")
-    scores, items, calibration = lm_eval_results(lm, ["my_mc"], manager, limit=None)
+    scores, items, calibration, categories, outputs = lm_eval_results(lm, ["my_mc"], manager, limit=None)
     assert len(items["my_mc"]["acc"]) == 3 and scores["my_mc"]["acc"] == sum(items["my_mc"]["acc"]) / 3
     assert 0 <= calibration["ece"] <= 1
 
@@ -95,9 +102,17 @@ def test_distill_metrics_against_the_teacher_itself_and_a_student(tiny_model_dir
     teacher_lp = teacher_logprobs(teacher, rows)
     itself = distill_metrics(teacher, rows, teacher_lp)
     assert abs(itself["kl_vs_teacher"]) < 1e-5 and itself["top1_vs_teacher"] == 1.0
-    assert itself["heldout_nll"] == pytest.approx(heldout_nll(load_checked(tiny_model_dir), tokenizer, test), rel=1e-5)
-    other = distill_metrics(hf_logits_fn(tiny_llama(tokenizer, seed=7).eval()), rows, teacher_lp)
-    assert other["kl_vs_teacher"] > 0.001 and len(other["argmax"][0]) == len(itself["argmax"][0])
+    student = tiny_llama(tokenizer, seed=7).eval()
+    other = distill_metrics(hf_logits_fn(student), rows, teacher_lp)
+    # Independently: KL(teacher || student) with torch's kl_div over the whole vocabulary, assistant tokens only.
+    ids, labels = torch.tensor([rows[0]["input_ids"]]), torch.tensor(rows[0]["labels"][1:])
+    with torch.no_grad():
+        t_log = torch.log_softmax(load_checked(tiny_model_dir)(ids).logits[0, :-1], -1)[labels != -100]
+        s_log = torch.log_softmax(student(ids).logits[0, :-1], -1)[labels != -100]
+    expected = torch.nn.functional.kl_div(s_log, t_log, log_target=True, reduction="sum") / len(t_log)
+    assert other["kl_vs_teacher"] == pytest.approx(float(expected), rel=1e-4)
+    agree = float((s_log.argmax(-1) == t_log.argmax(-1)).float().mean())
+    assert other["top1_vs_teacher"] == pytest.approx(agree) and len(other["argmax"][0]) == len(t_log)
 
 
 def test_with_train_method_full_the_adapter_folder_holds_whole_weights_and_loads_as_such(tiny_model_dir):
@@ -107,3 +122,60 @@ def test_with_train_method_full_the_adapter_folder_holds_whole_weights_and_loads
     loaded = load_model("adapter", tiny_model_dir, base=tiny_model_dir)
     assert loaded.parameters is not None and not hasattr(loaded.model, "peft_config")
     assert loaded.model.num_parameters() == load_checked(tiny_model_dir).num_parameters()
+
+
+def test_answers_stop_at_end_of_turn_but_timing_generates_the_same_tokens_on_every_engine(tiny_model_dir, tokenizer):
+    """A random tiny llama repeats one token greedily; call that token end-of-turn and the answer is empty."""
+    from types import SimpleNamespace
+
+    from potstill.evaluation.metrics import answer_prompts, hf_generate_fn, time_generation
+
+    model = load_checked(tiny_model_dir)
+    prompt = tokenizer("The capital of France is", add_special_tokens=False)["input_ids"]
+    free = hf_generate_fn(model, tokenizer)(prompt, 10, stop_at_eos=False)
+    assert len(free) == 10
+    ends_at_once = SimpleNamespace(eos_token_id=free[0], pad_token_id=tokenizer.pad_token_id, decode=tokenizer.decode)
+    generate = hf_generate_fn(model, ends_at_once)
+    assert generate(prompt, 10) == []  # the end-of-turn token ends the answer, even first
+    forced = generate(prompt, 10, stop_at_eos=False)  # timing: end-of-turn suppressed, exactly 10 tokens
+    assert len(forced) == 10 and free[0] not in forced
+    never = SimpleNamespace(eos_token_id=next(t for t in range(3, 100) if t not in free),
+                            pad_token_id=tokenizer.pad_token_id, decode=tokenizer.decode)
+    answers = answer_prompts(hf_generate_fn(model, never), never, [("q", prompt)], max_new_tokens=10)
+    assert answers[0]["tokens"] == 10 and answers[0]["cut_off"]
+    stopped = answer_prompts(generate, ends_at_once, [("q", prompt)], max_new_tokens=10)
+    assert stopped[0]["tokens"] == 0 and not stopped[0]["cut_off"] and stopped[0]["answer"] == ""
+    timed = time_generation(generate, [("q", prompt), ("q", prompt)], new_tokens=6)
+    assert timed["timed_tokens"] == 12 and timed["ms_per_token"] > 0
+
+
+def test_degenerate_answers_and_their_share():
+    from potstill.evaluation.metrics import answer_figures
+    from potstill.text import is_degenerate
+
+    loop = "To fall asleep, you can fall asleep at a sleep. " * 6
+    assert is_degenerate(loop) and not is_degenerate("Paris is the capital of France, on the Seine.")
+    answers = [{"degenerate": d, "cut_off": c, "words": w} for d, c, w in
+               [(True, True, 60), (False, False, 10), (False, False, 20), (False, True, 30)]]
+    assert answer_figures(answers) == {"degenerate_share": 0.25, "cut_off_share": 0.5, "answer_words": 30.0}
+
+
+def test_bootstrap_intervals_cover_the_estimate_and_narrow_with_more_prompts():
+    import random
+
+    from potstill.evaluation.metrics import bootstrap_interval, intervals
+
+    rng = random.Random(1)
+    few = [float(rng.random() < 0.3) for _ in range(20)]
+    many = [float(rng.random() < 0.3) for _ in range(400)]
+    low, high = bootstrap_interval(few)
+    assert low <= sum(few) / len(few) <= high and high - low > 0.15
+    low_many, high_many = bootstrap_interval(many)
+    assert high_many - low_many < (high - low) / 2  # ~1/sqrt(20) of the width: 20x the prompts
+    assert bootstrap_interval([3.0] * 10, [2.0] * 10) == (1.5, 1.5)
+    # Per-token metrics resample prompts with their token counts: a ratio of sums, not a mean of ratios.
+    record = {"rows": {"tokens": [1, 9], "nll": [10.0, 9.0], "kl": [1.0, 9.0], "agree": [0, 9]},
+              "answers": [{"degenerate": True}, {"degenerate": False}]}
+    ci = intervals(record)
+    assert set(ci) == {"heldout_nll", "kl_vs_teacher", "top1_vs_teacher", "degenerate_share"}
+    assert ci["heldout_nll"][0] <= 1.9 <= ci["heldout_nll"][1] and ci["top1_vs_teacher"][1] <= 1.0

@@ -7,6 +7,7 @@ import torch
 
 from potstill.distill.kd import (
     MISSING_LOGPROB,
+    chunked_distillation_loss,
     distillation_loss,
     kl_per_token,
     student_distribution,
@@ -79,22 +80,56 @@ def test_alpha_zero_is_plain_cross_entropy():
     assert math.isclose(float(loss), float(expected), rel_tol=1e-5)
 
 
-def test_kd_term_scales_with_temperature_squared_and_mixes_by_alpha():
-    logits, labels, ids, lps, kd_mask = batch()
-    loss, ce, kd = distillation_loss(logits, labels, ids, lps, kd_mask, alpha=0.3, temperature=3.0)
-    assert math.isclose(float(loss), 0.3 * float(kd) + 0.7 * float(ce), rel_tol=1e-5)
-    # The raw KL at T=3, times 9, is the reported KD term.
-    shifted_mask = kd_mask[:, 1:]
-    rows = logits[:, :-1][shifted_mask]
-    t_ids, t_lps = ids[:, 1:][shifted_mask], lps[:, 1:][shifted_mask]
-    valid = torch.ones_like(t_ids, dtype=torch.bool)
-    raw = kl_per_token(teacher_distribution(t_lps, 3.0, 1.0, "bucket"),
-                       student_distribution(rows, t_ids, valid, 3.0, "bucket")).mean()
-    assert math.isclose(float(kd), 9 * float(raw), rel_tol=1e-5)
+def grouped_tempered_kl(teacher_logits, student_logits, ids, temperature):
+    """KL at T over the full vocabulary, computed directly: each top-k id a class, the rest of the vocabulary one."""
+    p = torch.softmax(teacher_logits.double() / temperature, -1)
+    q = torch.softmax(student_logits.double() / temperature, -1)
+    rest = torch.ones_like(p, dtype=torch.bool).scatter(-1, ids, False)  # the vocabulary outside the top-k
+    p_all = torch.cat([p.gather(-1, ids), (p * rest).sum(-1, keepdim=True)], -1)
+    q_all = torch.cat([q.gather(-1, ids), (q * rest).sum(-1, keepdim=True)], -1)
+    terms = torch.where(p_all > 0, p_all * (p_all.log() - q_all.log()), torch.zeros_like(p_all))
+    return terms.sum(-1)
+
+
+@pytest.mark.parametrize("k", [32, 8])  # 32 = the whole vocabulary: no tail at all
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_kd_at_temperature_is_t_squared_times_the_full_vocabulary_tempered_kl(k, temperature):
+    """Soft targets stored at kd.temperature (as the score stage stores them) give the exact tempered KL."""
+    torch.manual_seed(3)
+    rows, vocab = 7, 32
+    teacher_logits, student_logits = 3 * torch.randn(rows, vocab), 3 * torch.randn(rows, vocab)
+    lps, ids = torch.log_softmax(teacher_logits / temperature, -1).topk(k, -1)
+    # One sequence of rows + 1 tokens: position t predicts token t + 1, all of them labelled.
+    logits = torch.cat([student_logits, torch.zeros(1, vocab)])[None].requires_grad_(True)
+    labels = torch.cat([torch.tensor([-100]), teacher_logits.argmax(-1)])[None]
+    pad = lambda x, fill: torch.cat([torch.full((1, *x.shape[1:]), fill, dtype=x.dtype), x])[None]  # noqa: E731
+    kd_ids, kd_lps = pad(ids, 0), pad(lps, 0.0)
+    kd_mask = torch.tensor([[False] + [True] * rows])
+    expected = temperature**2 * grouped_tempered_kl(teacher_logits, student_logits, ids, temperature).mean()
+    loss, ce, kd = distillation_loss(logits, labels, kd_ids, kd_lps, kd_mask, alpha=0.3, temperature=temperature,
+                                     capture_temperature=temperature, tail="bucket")
+    assert float(kd) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
+    assert float(loss) == pytest.approx(0.3 * float(kd) + 0.7 * float(ce), rel=1e-5)
+    # The chunked path on the same logits (hidden states = logits, LM head = identity), 3 rows at a time.
+    _, _, chunked_kd = chunked_distillation_loss(
+        logits.detach(), torch.eye(vocab), labels, kd_ids, kd_lps, kd_mask, alpha=0.3,
+        temperature=temperature, capture_temperature=temperature, tail="bucket", chunk_rows=3)
+    assert float(chunked_kd) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
     loss.backward()
-    assert torch.isfinite(logits.grad).all()
-    # Prompt positions get no gradient.
-    assert logits.grad[:, 0].abs().max() == 0
+    assert logits.grad[:, -1].abs().max() == 0 and logits.grad[:, 0].abs().max() > 0  # the last predicts nothing
+
+
+def test_api_log_probs_at_another_temperature_keep_an_approximate_but_consistent_bucket():
+    """Captured at T=1, distilled at T=2: the bucket is tempered as one token on both sides (KL 0 at equality)."""
+    torch.manual_seed(4)
+    logits = 3 * torch.randn(5, 32)
+    lps, ids = torch.log_softmax(logits, -1).topk(6, -1)
+    valid = torch.ones_like(ids, dtype=torch.bool)
+    teacher = teacher_distribution(lps, 2.0, 1.0, "bucket")
+    student = student_distribution(logits, ids, valid, 2.0, "bucket", capture_temperature=1.0)
+    assert kl_per_token(teacher, student).abs().max() < 1e-5
+    exact = grouped_tempered_kl(logits, logits + 0.5 * torch.randn(5, 32), ids, 2.0)
+    assert (exact > 0).all()  # the exact grouped KL is a different quantity: hence the train warning
 
 
 def test_minimising_kd_moves_student_towards_teacher():
@@ -112,14 +147,19 @@ def test_minimising_kd_moves_student_towards_teacher():
 
 
 @pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "jsd"])
-def test_divergences_vanish_on_equal_distributions_and_order_as_expected(kind):
+def test_divergences_vanish_on_equal_distributions_and_equal_their_definitions(kind):
     from potstill.distill.kd import divergence
 
     torch.manual_seed(0)
     p = torch.log_softmax(torch.randn(5, 12), -1)
     q = torch.log_softmax(torch.randn(5, 12), -1)
     assert divergence(p, p, kind).abs().max() < 1e-6
-    assert (divergence(p, q, kind) > 0).all()
+    # Computed from the definitions with torch's kl_div (KL(a || b) = kl_div(b, a)), not with our helpers.
+    kl = lambda a, b: torch.nn.functional.kl_div(b, a, log_target=True, reduction="none").sum(-1)  # noqa: E731
+    mixture = torch.log(0.5 * p.exp() + 0.5 * q.exp())
+    expected = {"forward_kl": kl(p, q), "reverse_kl": kl(q, p),
+                "jsd": 0.5 * kl(p, mixture) + 0.5 * kl(q, mixture)}[kind]
+    assert torch.allclose(divergence(p, q, kind), expected, atol=1e-6)
     if kind == "jsd":  # bounded by log 2 for beta = 0.5
         assert (divergence(p, q, kind) <= math.log(2) + 1e-6).all()
 

@@ -44,6 +44,12 @@ def test_metrics_cover_every_model_and_task(pipeline):
         assert scores["ms_per_token"] > 0 and scores["size_bytes"] > 0 and 0 <= scores["ece"] <= 1, name
         assert 0 <= scores["potstill_gen"]["exact_match"] <= 1, name
         assert scores["heldout_nll"] > 0, name
+        assert 0 <= scores["degenerate_share"] <= 1 and scores["engine"], name
+        low, high = scores["ci95"]["kl_vs_teacher"]
+        assert low <= scores["kl_vs_teacher"] <= high, name
+    # ms/token: every engine generated the same number of tokens (a multiple of evaluate.new_tokens).
+    timed = {scores["timed_tokens"] for scores in report.values() if "timed_tokens" in scores}
+    assert len(timed) == 1 and timed.pop() % 8 == 0
     # The teacher wrote the held-out answers: it must find them far likelier than a 2-layer cut.
     assert report["teacher"]["heldout_nll"] < report["student_base"]["heldout_nll"]
     shown = run(["dvc", "metrics", "show", "--json"], pipeline).stdout

@@ -41,9 +41,12 @@ def test_applying_a_profile_changes_only_its_keys_keeps_comments_and_records_its
     assert new["profile"] == "tiny"
     assert new["student"]["keep_layers"] == [0, 29] and new["train"]["max_steps"] == 4
     assert new["train"]["learning_rate"] == old["train"]["learning_rate"]  # not in the profile: untouched
-    assert new["evaluate"]["gates"][1]["model"] == "gguf-q8_0"  # lists are replaced whole
-    # Every comment line of params.yaml survives, and a changed key keeps its own comment.
-    comments = [line.strip() for line in before.splitlines() if line.strip().startswith("#")]
+    gates = {gate["name"]: gate for gate in new["evaluate"]["gates"]}  # lists are replaced whole
+    assert gates["gguf_top1"]["model"] == "gguf-q8_0" and "student_beats_its_start_on_mc" not in gates
+    # Every comment line of params.yaml survives (but those inside the gates list, which the profile
+    # replaces with its own), and a changed key keeps its own comment.
+    outside_gates = before[:before.index("  gates:")] + before[before.index("\nhardware:"):]
+    comments = [line.strip() for line in outside_gates.splitlines() if line.strip().startswith("#")]
     assert all(comment in after for comment in comments)
     assert any(line.startswith("  max_steps: 4") and "# optimizer steps" in line for line in after.splitlines())
     assert load_params(params_copy, *SECTIONS)

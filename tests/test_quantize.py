@@ -28,12 +28,11 @@ def test_torchao_int8_saves_safetensors_reloads_and_refuses_a_missing_weight(tin
         metadata, tensors = handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}
     del tensors[next(key for key in tensors if key.startswith("model.layers.0.self_attn.q_proj"))]
     save_file(tensors, broken / "model.safetensors", metadata=metadata)
-    with pytest.raises(Exception, match=r"q_proj|missing|conversion"):
+    with pytest.raises(InputError, match=r"model.layers.0.self_attn.q_proj"):
         load_quantized(broken)
 
 
 def test_gguf_q8_0_is_smaller_and_agrees_with_its_source(tiny_model_dir, tmp_path):
-    pytest.importorskip("potstill.export.gguf_writer")
     figures = quantize_format(tiny_model_dir, tmp_path / "g", "gguf-q8_0")
     assert figures["size_ratio"] < 0.5 and figures["top1_agreement_vs_source"] >= 0.95
     assert json.loads((tmp_path / "g" / "potstill_quantization.json").read_text())["library"] == "gguf"
@@ -59,7 +58,11 @@ def test_quantize_stage_writes_one_format_with_its_card(tiny_model_dir, tmp_path
     assert figures["format"] == "quanto-int4" and 0 < figures["size_ratio"] < 1
     card = (out / "README.md").read_text()
     assert "Apache-2.0" in card and "quanto-int4" in card and "tied embedding" in card
-    assert load_quantized(out) is not None
+    reloaded = load_quantized(out)
+    ids = [1, 2, 3, 4, 5]
+    reference = hf_logits_fn(load_checked(tiny_model_dir))(ids)
+    drift = (hf_logits_fn(reloaded)(ids) - reference).abs().max()
+    assert 0 < drift < 0.5 * reference.abs().max()  # int4-rounded: close to the source, not equal to it
 
 
 def test_a_format_not_listed_is_refused_by_name(tiny_model_dir):

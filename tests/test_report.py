@@ -32,7 +32,7 @@ def test_report_writes_valid_pngs_and_markdown_that_links_them(tmp_path):
         png = tmp_path / "reports" / "plots" / name
         assert png.read_bytes()[:8] == PNG_MAGIC, name
         assert f"(plots/{name})" in markdown, name
-    assert "| merged | 0.4000 ± 0.0500 | 0.2500 | 7.7000 |" in markdown
+    assert "| merged | 0.4000 ± 0.0500 | 0.2500 | 7.7000 |  |" in markdown
 
 
 def test_report_without_loss_curves_or_a_metric_still_draws(tmp_path):
@@ -73,3 +73,35 @@ def test_report_puts_every_model_and_format_side_by_side_with_samples_gates_and_
     assert "| gguf-q8_0 | Four <br> lines |" in markdown and "Red\\|blue" in markdown
     assert "tied embedding" in markdown and "| merge_exact | pass |" in markdown
     assert "gates" not in [row.split(" | ")[0].strip("| ") for row in rows]
+
+
+def test_the_report_opens_with_a_plain_verdict_on_the_student(tmp_path):
+    def model(acc, degenerate, kl, words=30):
+        return {"potstill_mc": {"acc": acc}, "degenerate_share": degenerate, "answer_words": words,
+                "kl_vs_teacher": kl, "ci95": {"degenerate_share": [degenerate / 2, degenerate * 1.5],
+                                              "kl_vs_teacher": [kl * 0.9, kl * 1.1]}, "engine": "transformers (cpu)"}
+
+    teacher = model(0.79, 0.07, 0.0)
+    looping = {"teacher": teacher, "student_base": model(0.52, 0.6, 5.3), "merged": model(0.64, 0.23, 2.0, 45)}
+    write_report(looping, tmp_path / "a")
+    text = (tmp_path / "a" / "eval.md").read_text()
+    head = text[:text.index("## Every model")]
+    assert "**Not yet usable as a stand-in for the teacher:**" in head
+    assert "23% of its answers loop (> 10%)" in head and "potstill_mc acc 0.640 is below 90% of the teacher's" in head
+    assert "Greedy answers that loop: **23%** (95% CI 12%-34%) for the student, 7% for the teacher" in head
+    assert "62% of the gap closed" in head
+    assert "| merged | 0.6400 | 2.0000 [1.800, 2.200] |" in text and "| transformers (cpu) |" in text
+    good = {"teacher": teacher, "merged": model(0.75, 0.05, 0.5)}
+    write_report(good, tmp_path / "b")
+    assert "**Usable:**" in (tmp_path / "b" / "eval.md").read_text()
+
+
+def test_the_report_breaks_task_scores_down_by_category(tmp_path):
+    def model(items):
+        return {"potstill_mc": {"acc": sum(items) / len(items)}, "items": {"potstill_mc": {"acc": items}},
+                "categories": {"potstill_mc": ["capital", "capital", "antonym", "capital"]}}
+
+    write_report({"teacher": model([1.0, 1.0, 0.0, 1.0]), "merged": model([1.0, 0.0, 1.0, 0.0])}, tmp_path)
+    text = (tmp_path / "eval.md").read_text()
+    assert "### potstill_mc acc by category" in text and "| model | antonym (1) | capital (3) |" in text
+    assert "| teacher | 0.0000 | 1.0000 |" in text and "| merged | 1.0000 | 0.3333 |" in text

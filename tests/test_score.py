@@ -50,11 +50,26 @@ def test_round_trip_and_tokenizer_check(tokenizer, tiny_model_dir, tmp_path):
         load_soft_targets(tmp_path / "st", tokenizer, k=3)
 
 
-def test_score_then_train_with_local_soft_targets(tokenizer, tiny_model_dir, tmp_path):
+def test_score_then_train_with_local_soft_targets(tokenizer, tmp_path):
+    """Teacher == student, and a peaked one: the KD term starts at zero, and it would not if the soft targets
+    were laid one position off (adjacent positions of this model disagree by nats)."""
     import yaml
 
+    from potstill.models import save_model, tiny_llama
     from stages.score import app as score_app
     from stages.train import app as train_app
+
+    peaked = tiny_llama(tokenizer, seed=5)
+    with torch.no_grad():
+        peaked.model.embed_tokens.weight.mul_(40)  # tied head: confident, position-specific predictions
+    save_model(peaked, tokenizer, tmp_path / "peaked")
+    encoded = tokenize_chat(tokenizer, ROWS[1]["messages"], 64)
+    with torch.no_grad():
+        logprobs = torch.log_softmax(peaked(torch.tensor([encoded["input_ids"]])).logits[0], -1)
+    start = encoded["response_start"]
+    here, next_one = logprobs[start - 1:-2], logprobs[start:-1]
+    off_by_one = float((here.exp() * (here - next_one)).sum(-1).mean())
+    assert off_by_one > 1.0  # the power of the check below
 
     curated = tmp_path / "curated"
     curated.mkdir()
@@ -66,15 +81,16 @@ def test_score_then_train_with_local_soft_targets(tokenizer, tiny_model_dir, tmp
                             "warmup_steps": 0, "max_seq_len": 64})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = CliRunner().invoke(score_app, ["--params", str(tmp_path / "params.yaml"), "--teacher",
-                                            str(tiny_model_dir), "--curated", str(curated),
+                                            str(tmp_path / "peaked"), "--curated", str(curated),
                                             "--out", str(tmp_path / "st")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "st" / "manifest.json").read_text())["k"] == 8
     result = CliRunner().invoke(train_app, [
-        "--params", str(tmp_path / "params.yaml"), "--student", str(tiny_model_dir), "--curated", str(curated),
+        "--params", str(tmp_path / "params.yaml"), "--student", str(tmp_path / "peaked"), "--curated", str(curated),
         "--generated", str(tmp_path / "unused"), "--soft-targets", str(tmp_path / "st"),
         "--out", str(tmp_path / "adapter"), "--live", str(tmp_path / "live")])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
-    # Teacher == student here: the KD term starts at (almost) zero, the CE term does not.
-    assert metrics["kd_loss"] < 0.05 < metrics["ce_loss"]
+    first_kd = float((tmp_path / "live/plots/metrics/kd_loss.tsv").read_text().splitlines()[1].split("\t")[-1])
+    first_ce = float((tmp_path / "live/plots/metrics/ce_loss.tsv").read_text().splitlines()[1].split("\t")[-1])
+    # Step 1 is computed on the untouched student: equal to its teacher on the k + 1 classes.
+    assert first_kd < 1e-3 < first_ce

@@ -20,7 +20,8 @@ class Curator:
         self.seen: set[bytes] = set()
         self.near = (NearDuplicates(cur.near_dup_threshold, cur.num_perm, cur.shingle_size)
                      if cur.near_dup_threshold is not None else None)
-        self.decontam = Decontaminator(eval_items, cur.decontam_ngram, cur.decontam_threshold)
+        self.decontam = Decontaminator(eval_items, cur.decontam_ngram, cur.decontam_threshold, cur.decontam_key_words)
+        self.near_misses: list[dict] = []  # rows close to an eval item but kept: listed in the report
 
     def flag(self, row: dict) -> dict[str, str]:
         """Return {reason: detail} for the row (empty = keep) and index it when kept.
@@ -29,10 +30,11 @@ class Curator:
         correct answer after a wrong one) may be the copy worth keeping.
         """
         why = quality_reasons(row, self.cur)
-        match = self.decontam.match(dialogue_text(row)) if self.decontam.items else None
-        if match:
-            item, overlap = match
-            why["contaminated"] = f"{overlap:.0%} of {item.task} item {item.item_id} n-grams"
+        found = self.decontam.check(dialogue_text(row)) if self.decontam.items else None
+        if found and found["contaminated"]:
+            why["contaminated"] = found["detail"]
+        elif found:
+            self.near_misses.append({"id": row["id"], "detail": found["detail"]})
         if why:
             return why
         conversation = normalise(" ".join(m["content"] for m in row["messages"]))

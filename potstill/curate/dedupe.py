@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from potstill.curate.filters import words
+from potstill.text import words
 
 
 class NearDuplicates:

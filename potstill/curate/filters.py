@@ -12,6 +12,7 @@ import json
 import re
 
 from potstill.params import CurateParams
+from potstill.text import repeated_ngram_ratio
 
 # Matched anywhere in a reply, after lowercasing and straightening apostrophes. Kept specific:
 # a story whose character says "I can't" must not be dropped as a refusal.
@@ -51,7 +52,6 @@ STATUS_LINE = re.compile(r"^\s*(?:http/\d(?:\.\d)?\s+)?(?:\d{3}\s*[:\-]?\s*)?" +
                          + r"\s*(?:$|[.:;,!(\-\n])", re.IGNORECASE)
 STATUS_LINE_MAX_CHARS = 200
 
-WORD = re.compile(r"\w+")
 # Unicode category Cc (C0, DEL, C1) except tab, newline and carriage return.
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 NON_SPACE = re.compile(r"\S")
@@ -69,10 +69,6 @@ def normalise(text: str) -> str:
     """Return text lowercased with whitespace collapsed, for exact-duplicate detection."""
     return re.sub(r"\s+", " ", text.strip().lower())
 
-
-def words(text: str) -> list[str]:
-    """Return the lowercased word tokens of `text` (letters, digits, underscore)."""
-    return WORD.findall(text.lower())
 
 
 def dialogue_text(row: dict) -> str:
@@ -92,12 +88,6 @@ def refusal(reply: str) -> str | None:
     text = normalise(reply.replace("\u2019", "'"))
     return next((f"contains {p!r}" for p in REFUSAL_PHRASES if p in text), None)
 
-
-def repeated_ngram_ratio(reply: str, n: int = 3) -> float:
-    """Return the share of word n-grams that repeat an earlier one (0 = none, near 1 = a loop)."""
-    tokens = words(reply)
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
 def repetition(reply: str, max_ratio: float) -> str | None:

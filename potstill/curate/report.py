@@ -30,9 +30,10 @@ class CurationReport:
                 self.examples[reason].append(
                     {"id": row["id"], "detail": detail, "response": response_text(row)[:160]})
 
-    def figures(self, split_sizes: dict[str, int], warnings: list[str]) -> dict:
-        """Return the report: rows in, kept, rows dropped and rows per reason, examples, split sizes."""
+    def figures(self, split_sizes: dict[str, int], warnings: list[str], near_misses: list[dict] = ()) -> dict:
+        """Return the report: rows in, kept, rows dropped and rows per reason, examples, split sizes, near misses."""
         return {
+            "near_misses": list(near_misses),
             "rows_in": self.rows_in,
             "kept": self.kept,
             "dropped_rows": self.rows_in - self.kept,
@@ -69,4 +70,10 @@ def report_markdown(figures: dict) -> str:
         lines.append(f"| {reason} | {count} | {shown} |")
     lines += ["", "| split | rows |", "|---|---|"]
     lines += [f"| {name} | {n} |" for name, n in figures["split"].items()]
+    near = figures.get("near_misses") or []
+    if near:
+        lines += ["", f"## Near misses ({len(near)}): kept, but close to an eval item", "",
+                  "Check these by eye; `curate.decontam_*` sets what counts as contamination.", "",
+                  "| row | closest eval item |", "|---|---|"]
+        lines += [f"| {entry['id']} | {_cell(entry['detail'])} |" for entry in near]
     return "\n".join(lines) + "\n"

@@ -28,10 +28,12 @@ def teacher_distribution(
 ) -> torch.Tensor:
     """Return teacher log-probs at `temperature` over the top-k (+1 tail bucket if tail="bucket").
 
-    Log-probs captured at temperature Tc are logits/Tc up to a constant, so re-tempering to T
-    scales them by Tc/T before normalising. With tail="bucket" the mass outside the top-k becomes
-    one extra class, tempered like a single token; `student_distribution` builds the student's
-    side the same way, so both are compared on the same k+1 classes.
+    Captured at the distillation temperature (Tc == T: the score stage stores them so), the top-k
+    and the tail bucket are exact: the bucket is 1 - the top-k's mass at T. Captured at another
+    temperature (API log-probs are at T=1), log-probs are logits/Tc up to a constant, so the top-k
+    is re-tempered exactly by scaling with Tc/T, but the bucket can only be tempered as if it were
+    one token ((sum p)^(Tc/T) instead of sum p^(Tc/T)): an approximation, used consistently on
+    both sides (see `exact_tail`); tail="renorm" is exact either way.
     """
     valid = teacher_logprobs > MISSING_LOGPROB / 2
     scaled = torch.where(valid, teacher_logprobs * (capture_temperature / temperature),
@@ -43,28 +45,42 @@ def teacher_distribution(
     return torch.log_softmax(torch.cat([scaled, tail_logprob.unsqueeze(-1)], dim=-1), dim=-1)
 
 
+def exact_tail(temperature: float, capture_temperature: float) -> bool:
+    """Return whether the tail bucket can be exact: the teacher's log-probs were captured at the KD temperature."""
+    return math.isclose(temperature, capture_temperature)
+
+
+def student_log_probs(student_logits: torch.Tensor, temperature: float, capture_temperature: float) -> torch.Tensor:
+    """Return the student's full-vocabulary log-probs the top-k is gathered from: at T when the tail is exact."""
+    scale = temperature if exact_tail(temperature, capture_temperature) else 1.0
+    return torch.log_softmax(student_logits.float() / scale, dim=-1)
+
+
 def student_distribution(
     student_logits: torch.Tensor, teacher_ids: torch.Tensor, valid: torch.Tensor,
-    temperature: float, tail: str,
+    temperature: float, tail: str, capture_temperature: float = 1.0,
 ) -> torch.Tensor:
     """Return student log-probs at `temperature` on the teacher's top-k ids (+ tail bucket).
 
-    The student goes through the same transform as the teacher: its T=1 probabilities on the
-    k ids plus the rest as one bucket, then tempered. Both sides are then k+1 classes built the
+    The student goes through the same transform as the teacher: with an exact tail its
+    probabilities at T on the k ids plus the rest of its mass at T as the bucket; otherwise its
+    T=1 probabilities and bucket, tempered as k+1 classes. Both sides are k+1 classes built the
     same way, so the KL is zero exactly when the student matches the teacher on them.
     """
-    full = torch.log_softmax(student_logits.float(), dim=-1)
-    return topk_student_distribution(full.gather(-1, teacher_ids), valid, temperature, tail)
+    full = student_log_probs(student_logits, temperature, capture_temperature)
+    return topk_student_distribution(full.gather(-1, teacher_ids), valid, temperature, tail, capture_temperature)
 
 
 def topk_student_distribution(on_topk: torch.Tensor, valid: torch.Tensor, temperature: float,
-                              tail: str) -> torch.Tensor:
-    """Return `student_distribution` from the student's T=1 log-probs already gathered on the top-k ids."""
+                              tail: str, capture_temperature: float = 1.0) -> torch.Tensor:
+    """Return `student_distribution` from log-probs already gathered on the top-k ids (see `student_log_probs`)."""
     on_topk = torch.where(valid, on_topk, torch.full_like(on_topk, float("-inf")))
+    exact = exact_tail(temperature, capture_temperature)
     if tail == "renorm":
-        return torch.log_softmax(on_topk / temperature, dim=-1)
+        return torch.log_softmax(on_topk if exact else on_topk / temperature, dim=-1)
     tail_logprob = torch.log1p(-on_topk.exp().sum(-1).clamp(max=1 - 1e-6))
-    return torch.log_softmax(torch.cat([on_topk, tail_logprob.unsqueeze(-1)], dim=-1) / temperature, dim=-1)
+    classes = torch.cat([on_topk, tail_logprob.unsqueeze(-1)], dim=-1)
+    return torch.log_softmax(classes if exact else classes / temperature, dim=-1)
 
 
 def kl_per_token(teacher_log: torch.Tensor, student_log: torch.Tensor) -> torch.Tensor:
@@ -142,7 +158,7 @@ def distillation_loss(
     ids, logprobs = kd_ids[kd_mask], kd_logprobs[kd_mask]
     valid = logprobs > MISSING_LOGPROB / 2
     teacher_log = teacher_distribution(logprobs, temperature, capture_temperature, tail)
-    student_log = student_distribution(rows_logits, ids, valid, temperature, tail)
+    student_log = student_distribution(rows_logits, ids, valid, temperature, tail, capture_temperature)
     kd = divergence(teacher_log, student_log, loss, jsd_beta).sum() / max(n_kd, 1) * temperature**2
     return alpha * kd + (1 - alpha) * ce, ce.detach(), kd.detach()
 
@@ -209,8 +225,10 @@ def chunked_distillation_loss(
         last = first + int(chunk_kd.sum())
         if last == first:
             return (1 - alpha) * ce_sum / n_ce, ce_sum.detach(), ce_sum.new_zeros(())
-        on_topk = _gather_rows(log_probs, chunk_kd, ids[first:last])
-        student_log = topk_student_distribution(on_topk, valid[first:last], temperature, tail)
+        kd_log_probs = (torch.log_softmax(logits / temperature, dim=-1)
+                        if exact_tail(temperature, capture_temperature) and temperature != 1 else log_probs)
+        on_topk = _gather_rows(kd_log_probs, chunk_kd, ids[first:last])
+        student_log = topk_student_distribution(on_topk, valid[first:last], temperature, tail, capture_temperature)
         kd_sum = divergence(teacher_log[first:last], student_log, loss, jsd_beta).sum() * temperature**2
         total = alpha * kd_sum / n_kd + (1 - alpha) * ce_sum / n_ce
         return total, ce_sum.detach(), kd_sum.detach()

@@ -17,6 +17,7 @@ import torch
 from potstill.device import describe, resolve_device, resolve_dtype
 from potstill.distill.checkpoints import checkpoint_dir, last_complete_checkpoint
 from potstill.distill.data import DistillCollator, build_dataset, soft_targets_for
+from potstill.distill.kd import exact_tail
 from potstill.distill.trainer import (
     PROJECTION_MODULE,
     DistillTrainer,
@@ -68,6 +69,10 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
 
     model = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32, use_safetensors=True)
     warnings: list[str] = []
+    if kd.source != "none" and kd.tail == "bucket" and not exact_tail(kd.temperature, capture_temperature):
+        warnings.append(f"kd.tail bucket at kd.temperature {kd.temperature} from log-probs captured at "
+                        f"{capture_temperature}: the tail bucket is tempered as one token, an approximation of "
+                        "the tempered KL; use kd.tail: renorm, or kd.source: local (scored at kd.temperature)")
     teacher, layer_map = None, None
     if kd.source == "local" and teacher_dir is not None and teacher_dir.is_dir():
         warnings = compatibility_warnings(parameter_count(teacher_dir), model.num_parameters())

@@ -14,8 +14,12 @@ from potstill.chat import tokenize_chat
 
 @torch.no_grad()
 def score_rows(model, tokenizer, rows: list[dict], k: int, max_seq_len: int, batch_size: int,
-               progress: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Return {row id: (top-k ids [n, k] int32, log-probs [n, k] float32)} over labelled tokens."""
+               progress: bool = True, temperature: float = 1.0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Return {row id: (top-k ids [n, k] int32, log-probs [n, k] float32)} over labelled tokens.
+
+    The log-probs are of the teacher's distribution at `temperature` (softmax of logits / T over
+    the whole vocabulary), so the mass outside the top-k is exact at that temperature too.
+    """
     from tqdm.auto import tqdm
 
     model.eval()
@@ -38,7 +42,7 @@ def score_rows(model, tokenizer, rows: list[dict], k: int, max_seq_len: int, bat
             if end <= start:
                 continue
             # Logits at t-1 predict token t: the targets of tokens start..end-1.
-            logprobs = torch.log_softmax(logits[b, start - 1:end - 1].float(), dim=-1)
+            logprobs = torch.log_softmax(logits[b, start - 1:end - 1].float() / temperature, dim=-1)
             top_lps, top_ids = logprobs.topk(k, dim=-1)
             out[row_id] = (top_ids.to(torch.int32).cpu(), top_lps.cpu())
     return out

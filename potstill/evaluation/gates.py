@@ -1,8 +1,16 @@
-"""Retention gates (evaluate.gates): checks on the evaluated models that fail the run when a step loses too much.
+"""Gates (evaluate.gates): checks on the evaluated models that fail the run when a step did not work.
+
+Retention gates catch a step that loses too much (quantize, merge); distillation gates catch a
+train stage that did too little: `kl_gap_closed` (the share of student_base's KL to the teacher
+that the model closed), a paired accuracy gain over student_base (`min_gain`), and the share of
+greedy answers that loop. A gate with `warn_only` reports a known shortfall without failing; a
+`lora_only` gate is reported as not applicable under train.method full, never passed vacuously.
 
 Bounds:
   min / max       the model's value, exact (e.g. top1_vs_reference >= 0.97, kl_vs_teacher <= 2)
   max_abs_diff    |model - reference|, exact (e.g. merged vs adapter held-out NLL within 1e-3)
+  min_gain        accuracy-type metrics, paired over the same items: passes when the lower end of the
+                  95% CI of mean(model_i - reference_i) is above min_gain (0: a gain beyond the noise)
   min_ratio       accuracy-type metrics with per-item results: paired over the same items, the
                   gate fails only when mean(model_i - min_ratio * reference_i) is below 0 with the
                   upper end of its 95% confidence interval below 0 too. A 200-item task has ~3.5
@@ -26,6 +34,7 @@ class GateResult:
     value: float | None
     message: str
     warning: bool = False
+    applicable: bool = True
 
 
 def lookup(scores: dict, metric: str) -> float | None:
@@ -59,14 +68,42 @@ def paired_ratio(model_items: list[float], reference_items: list[float], min_rat
             "ci_low": mean - Z_95 * se, "ci_high": mean + Z_95 * se}
 
 
-def check_gate(gate, results: dict[str, dict]) -> GateResult:
+def paired_gain(model_items: list[float], reference_items: list[float]) -> dict:
+    """Return mean(model_i - reference_i) over paired items and its 95% CI."""
+    paired = paired_ratio(model_items, reference_items, 1.0)
+    return {"gain": paired["model"] - paired["reference"], "n": paired["n"],
+            "ci_low": paired["ci_low"], "ci_high": paired["ci_high"]}
+
+
+def kl_gap_closed(model: dict, reference: dict) -> float | None:
+    """Return the share of the reference's KL to the teacher that the model closed: 1 - KL_model / KL_reference."""
+    ours, theirs = lookup(model, "kl_vs_teacher"), lookup(reference, "kl_vs_teacher")
+    if ours is None or theirs is None or theirs <= 0:
+        return None
+    return 1.0 - ours / theirs
+
+
+def check_gate(gate, results: dict[str, dict], train_method: str | None = None) -> GateResult:
     """Return the outcome of one gate (a GateParams) against {model name: its full results}."""
+    result = _check(gate, results, train_method)
+    if gate.warn_only and not result.passed:
+        return GateResult(gate.name, True, result.value, result.message + " (warn_only: reported, not failed)",
+                          warning=True)
+    return result
+
+
+def _check(gate, results: dict[str, dict], train_method: str | None) -> GateResult:
     from potstill.evaluation.metrics import top1_agreement
 
     model, reference = results[gate.model], results.get(gate.reference) if gate.reference else None
     where = f"gate {gate.name}: {gate.metric} of {gate.model}" + (f" vs {gate.reference}" if gate.reference else "")
+    if gate.lora_only and train_method not in (None, "lora"):
+        return GateResult(gate.name, True, None, f"{where}: not applicable with train.method {train_method} "
+                          "(the train stage wrote whole weights; merge only re-saves them)", applicable=False)
     if gate.metric == "top1_vs_reference":
         value = top1_agreement(model["argmax"], reference["argmax"])
+    elif gate.metric == "kl_gap_closed":
+        value = kl_gap_closed(model, reference)
     else:
         value = lookup(model, gate.metric)
     if value is None:
@@ -86,6 +123,15 @@ def check_gate(gate, results: dict[str, dict]) -> GateResult:
         return GateResult(gate.name, passed, diff, f"{where}: {value:.6g} vs {ref_value:.6g}, |diff| {diff:.3g} "
                           f"{'<=' if passed else '>'} max_abs_diff {gate.max_abs_diff}")
     model_items, reference_items = per_item(model, gate.metric), per_item(reference, gate.metric)
+    if gate.min_gain is not None:
+        if model_items is None or reference_items is None:
+            return GateResult(gate.name, False, value, f"{where}: min_gain needs per-item results of both models "
+                              f"(an lm-eval task metric such as potstill_mc.acc)")
+        gain = paired_gain(model_items, reference_items)
+        passed = gain["ci_low"] > gate.min_gain
+        return GateResult(gate.name, passed, gain["gain"], f"{where}: gain {gain['gain']:+.4f} over {gain['n']} paired "
+                          f"items, 95% CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}] "
+                          f"{'above' if passed else 'not above'} min_gain {gate.min_gain}")
     if model_items is None or reference_items is None:  # no per-item results: compare the means, exactly
         ratio = value / ref_value if ref_value else (1.0 if value == 0 else math.inf)
         passed = ratio >= gate.min_ratio
@@ -103,9 +149,9 @@ def check_gate(gate, results: dict[str, dict]) -> GateResult:
     return GateResult(gate.name, False, paired["ratio"], summary + ": below min_ratio beyond the noise")
 
 
-def check_gates(gates, results: dict[str, dict]) -> list[GateResult]:
+def check_gates(gates, results: dict[str, dict], train_method: str | None = None) -> list[GateResult]:
     """Return the outcome of every gate, in params order."""
-    return [check_gate(gate, results) for gate in gates]
+    return [check_gate(gate, results, train_method) for gate in gates]
 
 
 def unknown_gate_models(gates, models: list[str]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -33,12 +34,22 @@ def lm_eval_scores(model, tokenizer, tasks: list[str], manager, limit: int | Non
     return lm_eval_results(hf_lm(model, tokenizer, batch_size), tasks, manager, limit)[0]
 
 
-def lm_eval_results(lm, tasks: list[str], manager, limit: int | None) -> tuple[dict, dict, dict]:
-    """Return (scores, per-item values, calibration) from lm-eval for any lm-eval LM instance.
+class LmEvalResults(NamedTuple):
+    """What evaluate keeps of one lm-eval run."""
 
-    scores: {task: {metric: value}}; per-item: {task: {metric: [value per item, in item order]}}
-    (paired accuracy gates); calibration: {"ece": ...} pooled over the multiple-choice tasks,
-    from each item's softmax over its choices' log-likelihoods (10 bins).
+    scores: dict  # {task: {metric: value}}
+    items: dict  # {task: {metric: [value per item, in item order]}}: paired gates, per-category tables
+    calibration: dict  # {"ece": ...} pooled over the multiple-choice tasks
+    categories: dict  # {task: [the doc's "category" (or None) per item, in item order]}
+    outputs: dict  # {task: [{doc_id, category, target, response, <metric>: value}]}: generate tasks only
+
+
+def lm_eval_results(lm, tasks: list[str], manager, limit: int | None) -> LmEvalResults:
+    """Return scores, per-item values, calibration, item categories and generated answers from lm-eval.
+
+    Calibration: each multiple-choice item's softmax over its choices' log-likelihoods (10 bins).
+    Generated answers (`filtered_resps`, what the metric scored, beside the raw `resps`) are kept
+    so a low exact match can be read item by item.
     """
     from lm_eval import simple_evaluate
 
@@ -47,6 +58,8 @@ def lm_eval_results(lm, tasks: list[str], manager, limit: int | None) -> tuple[d
                               torch_random_seed=0, fewshot_random_seed=0)
     scores: dict[str, dict[str, float]] = {}
     items: dict[str, dict[str, list[float]]] = {}
+    categories: dict[str, list] = {}
+    outputs: dict[str, list[dict]] = {}
     confidences, correct = [], []
     for task in tasks:
         scores[task] = {
@@ -59,12 +72,27 @@ def lm_eval_results(lm, tasks: list[str], manager, limit: int | None) -> tuple[d
         items[task] = {metric: [float(sample[metric]) for sample in samples]
                        for metric in scores[task] if not metric.endswith("_stderr")
                        and all(isinstance(sample.get(metric), int | float) for sample in samples)}
-        if results["configs"][task].get("output_type") == "multiple_choice":
+        categories[task] = [(sample.get("doc") or {}).get("category") for sample in samples]
+        output_type = results["configs"][task].get("output_type")
+        if output_type == "multiple_choice":
             task_confidences, task_correct = mc_confidences(samples)
             confidences += task_confidences
             correct += task_correct
+        elif output_type == "generate_until":
+            outputs[task] = [{"doc_id": int(sample["doc_id"]), "category": category,
+                              "target": sample.get("target"), "response": _first(sample.get("filtered_resps")),
+                              "raw_response": _first(sample.get("resps")),
+                              **{metric: values[index] for metric, values in items[task].items()}}
+                             for index, (sample, category) in enumerate(zip(samples, categories[task], strict=True))]
     calibration = {"ece": expected_calibration_error(confidences, correct)} if confidences else {}
-    return scores, items, calibration
+    return LmEvalResults(scores, items, calibration, categories, outputs)
+
+
+def _first(value):
+    """Return the innermost first string of lm-eval's nested response lists."""
+    while isinstance(value, list | tuple) and value:
+        value = value[0]
+    return value
 
 
 def heldout_nll(model, tokenizer, test_file: Path, max_seq_len: int = 512) -> float:

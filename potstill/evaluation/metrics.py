@@ -3,12 +3,16 @@
 Every model is reached through two callables, so a transformers model and a GGUF file under
 llama.cpp are measured by the same code:
   logits_fn(input_ids) -> (len, vocab) raw logits, row t predicting token t + 1
-  generate_fn(input_ids, max_new_tokens) -> the new token ids, greedy
+  generate_fn(input_ids, max_new_tokens, stop_at_eos=True) -> the new token ids, greedy; every
+    engine stops at end-of-turn as a user's would, unless stop_at_eos=False (timing only)
+
+Figures a model is judged by come with 95% intervals from a bootstrap over held-out prompts.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +22,11 @@ import torch
 from potstill.chat import tokenize_chat
 from potstill.errors import InputError
 from potstill.io import read_jsonl
+from potstill.text import is_degenerate, words
 
 LogitsFn = Callable[[list[int]], torch.Tensor]
-GenerateFn = Callable[[list[int], int], list[int]]
+GenerateFn = Callable[..., list[int]]  # (input_ids, max_new_tokens, stop_at_eos=True) -> new ids
+BOOTSTRAP_SAMPLES = 2000
 
 
 def heldout_rows(tokenizer, test_file: Path, max_seq_len: int = 512) -> list[dict]:
@@ -50,16 +56,20 @@ def hf_logits_fn(model) -> LogitsFn:
 
 
 def hf_generate_fn(model, tokenizer) -> GenerateFn:
-    """Return generate_fn for a transformers causal LM: greedy, exactly max_new_tokens (no early stop)."""
+    """Return generate_fn for a transformers causal LM: greedy, stopping at end-of-turn unless told not to."""
     device = next(model.parameters()).device
 
-    def generate(input_ids: list[int], max_new_tokens: int) -> list[int]:
+    def generate(input_ids: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> list[int]:
         ids = torch.tensor([input_ids], device=device)
+        forced = {} if stop_at_eos else {"min_new_tokens": max_new_tokens}
         with torch.no_grad():
             out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 min_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        return out[0, len(input_ids):].tolist()
+                                 do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id, **forced)
+        new = out[0, len(input_ids):].tolist()
+        if stop_at_eos and tokenizer.eos_token_id in new:  # the end-of-turn token ends the answer
+            new = new[:new.index(tokenizer.eos_token_id)]
+        return new
 
     return generate
 
@@ -83,22 +93,58 @@ def distill_metrics(logits_fn: LogitsFn, rows: list[dict], teacher_lp: list[torc
     of tokens where both pick the same next token. `argmax` (per row) lets gates compare two models.
     Without teacher log-probs only heldout_nll and argmax are computed.
     """
-    nll, kl, agree, count, argmax = 0.0, 0.0, 0, 0, []
+    per_row: dict[str, list[float]] = {"tokens": [], "nll": [], "kl": [], "agree": []}
+    argmax = []
     for index, row in enumerate(rows):
         positions, labels = _scored_positions(row)
         logprobs = torch.log_softmax(logits_fn(row["input_ids"])[positions].float(), dim=-1)
-        nll -= float(logprobs.gather(1, labels[:, None]).sum())
+        per_row["nll"].append(-float(logprobs.gather(1, labels[:, None]).sum()))
         picks = logprobs.argmax(dim=-1)
         argmax.append(picks.tolist())
         if teacher_lp is not None:
             teacher = teacher_lp[index]
-            kl += float((teacher.exp() * (teacher - logprobs)).sum())
-            agree += int((picks == teacher.argmax(dim=-1)).sum())
-        count += len(labels)
-    figures = {"heldout_nll": nll / count, "argmax": argmax}
+            per_row["kl"].append(float((teacher.exp() * (teacher - logprobs)).sum()))
+            per_row["agree"].append(int((picks == teacher.argmax(dim=-1)).sum()))
+        per_row["tokens"].append(len(labels))
+    count = sum(per_row["tokens"])
+    figures = {"heldout_nll": sum(per_row["nll"]) / count, "argmax": argmax, "rows": per_row}
     if teacher_lp is not None:
-        figures.update(kl_vs_teacher=kl / count, top1_vs_teacher=agree / count)
+        figures.update(kl_vs_teacher=sum(per_row["kl"]) / count, top1_vs_teacher=sum(per_row["agree"]) / count)
     return figures
+
+
+def bootstrap_interval(numerators: list[float], denominators: list[float] | None = None,
+                       samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Return the 95% bootstrap interval of sum(numerators) / sum(denominators) over resampled prompts.
+
+    Prompts, not tokens, are resampled: tokens of one answer are not independent. Without
+    denominators it is the interval of a mean (each prompt counts 1).
+    """
+    denominators = denominators if denominators is not None else [1.0] * len(numerators)
+    if not numerators:
+        return (math.nan, math.nan)
+    rng = random.Random(seed)
+    n, stats = len(numerators), []
+    for _ in range(samples):
+        picks = [rng.randrange(n) for _ in range(n)]
+        total = sum(denominators[i] for i in picks)
+        stats.append(sum(numerators[i] for i in picks) / total if total else math.nan)
+    stats.sort()
+    return (stats[int(0.025 * (samples - 1))], stats[int(0.975 * (samples - 1))])
+
+
+def intervals(record: dict) -> dict[str, list[float]]:
+    """Return {metric: [low, high]} 95% intervals for the per-prompt metrics a record holds."""
+    rows, found = record.get("rows") or {}, {}
+    if rows.get("tokens"):
+        found["heldout_nll"] = bootstrap_interval(rows["nll"], rows["tokens"])
+        if rows.get("kl"):
+            found["kl_vs_teacher"] = bootstrap_interval(rows["kl"], rows["tokens"])
+            found["top1_vs_teacher"] = bootstrap_interval(rows["agree"], rows["tokens"])
+    answers = record.get("answers") or []
+    if answers:
+        found["degenerate_share"] = bootstrap_interval([float(a["degenerate"]) for a in answers])
+    return {name: [round(low, 6), round(high, 6)] for name, (low, high) in found.items()}
 
 
 def top1_agreement(argmax: list[list[int]], reference: list[list[int]]) -> float:
@@ -144,30 +190,56 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def sample_answers(generate_fn: GenerateFn, tokenizer, test_file: Path, n_prompts: int,
-                   new_tokens: int) -> dict:
-    """Return greedy answers to the first `n_prompts` held-out prompts and the CPU cost of producing them.
-
-    One short warm-up generation first (lazy initialisation, caches); then each prompt generates
-    `new_tokens` tokens and ms_per_token = wall time / tokens generated (prompt processing
-    included, prompts are short). The answer text stops at the first end-of-turn token.
-    """
+def held_out_prompts(tokenizer, test_file: Path) -> list[tuple[str, list[int]]]:
+    """Return (user prompt, chat-templated prompt ids) for every held-out row, in file order."""
     prompts = []
     for _, row in read_jsonl(test_file):
-        if len(prompts) == max(n_prompts, 1):
-            break
         text = tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False, add_generation_prompt=True)
         prompts.append((row["messages"][-2]["content"], tokenizer(text, add_special_tokens=False)["input_ids"]))
     if not prompts:
         raise InputError(f"{test_file}: no held-out rows to answer")
-    generate_fn(prompts[0][1], 2)  # warm-up
-    answers, tokens, seconds = [], 0, 0.0
-    for question, ids in prompts[:n_prompts] if n_prompts else prompts:
+    return prompts
+
+
+def answer_prompts(generate_fn: GenerateFn, tokenizer, prompts: list[tuple[str, list[int]]],
+                   max_new_tokens: int) -> list[dict]:
+    """Return the greedy answer to every prompt as a user would see it: stopped at end-of-turn.
+
+    Each answer: {prompt, answer, tokens, cut_off (max_new_tokens reached first), degenerate
+    (a repetition loop, potstill.text.is_degenerate), words}.
+    """
+    from tqdm.auto import tqdm
+
+    answers = []
+    for question, ids in tqdm(prompts, desc="greedy answers", unit="prompt", leave=False):
+        new = generate_fn(ids, max_new_tokens)
+        text = tokenizer.decode(new, skip_special_tokens=True)
+        answers.append({"prompt": question, "answer": text, "tokens": len(new),
+                        "cut_off": len(new) >= max_new_tokens, "degenerate": is_degenerate(text),
+                        "words": len(words(text))})
+    return answers
+
+
+def answer_figures(answers: list[dict]) -> dict:
+    """Return the share of degenerate answers, of answers cut off by the token cap, and the mean length in words."""
+    n = max(len(answers), 1)
+    return {"degenerate_share": sum(a["degenerate"] for a in answers) / n,
+            "cut_off_share": sum(a["cut_off"] for a in answers) / n,
+            "answer_words": sum(a["words"] for a in answers) / n}
+
+
+def time_generation(generate_fn: GenerateFn, prompts: list[tuple[str, list[int]]], new_tokens: int) -> dict:
+    """Return ms_per_token and tokens_per_s of greedy decoding, every prompt made to generate exactly new_tokens.
+
+    End-of-turn is ignored here (and only here) so every engine is timed on the same number of
+    tokens. One short warm-up generation first (lazy initialisation, caches); prompt processing is
+    included (prompts are short).
+    """
+    generate_fn(prompts[0][1], 2, stop_at_eos=False)  # warm-up
+    tokens, seconds = 0, 0.0
+    for _, ids in prompts:
         start = time.perf_counter()
-        new = generate_fn(ids, new_tokens)
+        tokens += len(generate_fn(ids, new_tokens, stop_at_eos=False))
         seconds += time.perf_counter() - start
-        tokens += len(new)
-        stop = new.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in new else len(new)
-        answers.append({"prompt": question, "answer": tokenizer.decode(new[:stop], skip_special_tokens=True)})
-    return {"samples": answers if n_prompts else [], "ms_per_token": 1000 * seconds / max(tokens, 1),
-            "tokens_per_s": tokens / seconds if seconds else math.nan}
+    return {"ms_per_token": 1000 * seconds / max(tokens, 1), "tokens_per_s": tokens / seconds if seconds else math.nan,
+            "timed_tokens": tokens}

@@ -18,10 +18,12 @@ TOP_LEVEL_METRICS = (
     (None, "kl_vs_teacher", "KL(teacher ∥ model), held-out (nats/token)", True),
     (None, "top1_vs_teacher", "top-1 agreement with the teacher", False),
     (None, "ece", "expected calibration error (multiple choice)", True),
+    (None, "degenerate_share", "share of greedy answers that loop (held-out prompts)", True),
+    (None, "answer_words", "mean answer length (words, stopped at end-of-turn)", False),
     (None, "size_mb", "weights on disk (MiB)", True),
     (None, "size_ratio_vs_merged_fp32", "size / merged fp32 size", True),
-    (None, "ms_per_token", "CPU ms per generated token", True),
-    (None, "tokens_per_s", "CPU tokens/s (greedy)", False),
+    (None, "ms_per_token", "ms per generated token (equal token counts; engine in the table)", True),
+    (None, "tokens_per_s", "tokens/s (greedy)", False),
 )
 # Kept for callers that chart the two shipped tasks and NLL only.
 HEADLINE_METRICS = (
@@ -135,11 +137,56 @@ def loss_chart(train_plots: Path, out_file: Path) -> Path | None:
     return out_file
 
 
-def _cell(value: float | None, stderr: float | None = None) -> str:
+def _cell(value: float | None, stderr: float | None = None, interval: list[float] | None = None) -> str:
     if value is None:
         return "n/a"
     text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"
+    if interval:
+        return text + f" [{interval[0]:.3f}, {interval[1]:.3f}]"
     return text + (f" ± {stderr:.4f}" if stderr else "")
+
+
+# The plain verdict at the top of the report. A student is called usable when its greedy answers
+# loop no more often than this (issue-tracker target for the default student) and every task's
+# primary score keeps this share of the teacher's: a distilled model that loops or forgets the
+# tasks is not a stand-in for its teacher, whatever its KL.
+USABLE_MAX_DEGENERATE = 0.10
+USABLE_MIN_TASK_SHARE = 0.90
+
+
+def verdict_lines(report: dict, student: str = "merged", teacher: str = "teacher") -> list[str]:
+    """Return the report's first section: is the distilled student usable, in figures next to the teacher's."""
+    if student not in report or teacher not in report:
+        return []
+    s, t = report[student], report[teacher]
+    lines = ["## Is the student usable?", ""]
+    reasons = []
+    degenerate = s.get("degenerate_share")
+    if degenerate is not None:
+        ci = (s.get("ci95") or {}).get("degenerate_share")
+        interval = f" (95% CI {ci[0]:.0%}-{ci[1]:.0%})" if ci else ""
+        lines.append(f"- Greedy answers that loop: **{degenerate:.0%}**{interval}"
+                     f" for the student, {t.get('degenerate_share', float('nan')):.0%} for the teacher; mean length "
+                     f"{s.get('answer_words', float('nan')):.0f} words vs {t.get('answer_words', float('nan')):.0f}.")
+        if degenerate > USABLE_MAX_DEGENERATE:
+            reasons.append(f"{degenerate:.0%} of its answers loop (> {USABLE_MAX_DEGENERATE:.0%})")
+    for task, metric, label, _ in headline_metrics(report):
+        if task is None:
+            continue
+        mine, theirs = metric_value(s, task, metric)[0], metric_value(t, task, metric)[0]
+        if mine is None or theirs is None:
+            continue
+        lines.append(f"- {label}: **{mine:.3f}** for the student, {theirs:.3f} for the teacher.")
+        if theirs > 0 and mine < USABLE_MIN_TASK_SHARE * theirs:
+            reasons.append(f"{label} {mine:.3f} is below {USABLE_MIN_TASK_SHARE:.0%} of the teacher's {theirs:.3f}")
+    if "kl_vs_teacher" in s and "student_base" in report and "kl_vs_teacher" in report["student_base"]:
+        base = report["student_base"]["kl_vs_teacher"]
+        closed = (base - s["kl_vs_teacher"]) / base if base else float("nan")
+        lines.append(f"- KL to the teacher on held-out answers: {s['kl_vs_teacher']:.3f} (before training "
+                     f"{base:.3f}: {closed:.0%} of the gap closed).")
+    verdict = ("**Not yet usable as a stand-in for the teacher:** " + "; ".join(reasons) + "."
+               if reasons else "**Usable:** its answers rarely loop and it keeps the teacher's task scores.")
+    return lines + ["", verdict, ""]
 
 
 def write_report(report: dict, out_dir: Path, train_plots: Path | None = None, gates: list | None = None,
@@ -154,24 +201,30 @@ def write_report(report: dict, out_dir: Path, train_plots: Path | None = None, g
     plots_dir = out_dir / "plots"
     written: list[Path] = []
     lines = ["# potstill: evaluation", ""]
+    lines += verdict_lines(report)
     names = model_names(report)
     metrics = headline_metrics(report)
-    lines += ["| model | " + " | ".join(label for _, _, label, _ in metrics) + " |",
-              "|---|" + "---|" * len(metrics)]
+    lines += ["## Every model", "", "| model | " + " | ".join(label for _, _, label, _ in metrics) + " | engine |",
+              "|---|" + "---|" * (len(metrics) + 1)]
     for name in names:
-        cells = [_cell(*metric_value(report[name], task, metric)) for task, metric, _, _ in metrics]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        intervals = report[name].get("ci95") or {}
+        cells = [_cell(*metric_value(report[name], task, metric), intervals.get(metric) if task is None else None)
+                 for task, metric, _, _ in metrics]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {report[name].get('engine', '')} |")
     lines += ["", "adapter = the train stage's output before the merge (student-base + the LoRA adapter via peft, "
               "or the whole weights with train.method full), scored for held-out NLL and top-1 only "
               "(it checks the merge). KL and top-1 are against the teacher on the held-out split's assistant "
-              "tokens; ms/token is greedy generation on this machine's CPU after a warm-up.", ""]
+              "tokens; [low, high] are 95% bootstrap intervals over held-out prompts; ± is lm-eval's standard "
+              "error. Answers are greedy and stop at end-of-turn, as a user's would; ms/token is timed apart, "
+              "every model generating the same number of tokens, on the engine named in the last column.", ""]
     quantized = [name for name in (formats or []) if name.split("-")[0] in ("quanto", "torchao")]
     if quantized or formats is None:
         lines += [f"**Note:** {TIED_EMBEDDING_NOTE}", ""]
     if gates:
         lines += ["## Gates", "", "| gate | result | detail |", "|---|---|---|"]
         for gate in gates:
-            result = ("pass" + (" (within noise)" if gate.warning else "")) if gate.passed else "**FAIL**"
+            result = ("not applicable" if not gate.applicable else ("pass" + (" (warning)" if gate.warning else ""))
+                      if gate.passed else "**FAIL**")
             lines.append(f"| {gate.name} | {result} | {gate.message} |")
         lines.append("")
     for task, metric, label, lower_is_better in metrics:
@@ -179,6 +232,7 @@ def write_report(report: dict, out_dir: Path, train_plots: Path | None = None, g
         written.append(metric_chart(report, task, metric, label, plots_dir / file_name))
         lines += [f"## {label} ({'lower' if lower_is_better else 'higher'} is better)", "",
                   f"![{label}](plots/{file_name})", ""]
+    lines += category_lines(report)
     answered = [name for name in names if report[name].get("samples")]
     if answered:
         lines += ["## Held-out prompts, answered greedily", ""]
@@ -197,6 +251,36 @@ def write_report(report: dict, out_dir: Path, train_plots: Path | None = None, g
     write_text_atomic(markdown, "\n".join(lines))
     written.append(markdown)
     return written
+
+
+def category_lines(report: dict) -> list[str]:
+    """Return a markdown table per task: each model's primary metric per item category (lm-eval docs' `category`)."""
+    lines: list[str] = []
+    names = [name for name in model_names(report) if report[name].get("categories")]
+    for task, metric, label, _ in headline_metrics(report):
+        if task is None:
+            continue
+        rows: dict[str, dict[str, float]] = {}
+        for name in names:
+            values = ((report[name].get("items") or {}).get(task) or {}).get(metric)
+            kinds = (report[name].get("categories") or {}).get(task)
+            if not values or not kinds or all(kind is None for kind in kinds):
+                continue
+            grouped: dict[str, list[float]] = {}
+            for kind, value in zip(kinds, values, strict=True):
+                grouped.setdefault(str(kind), []).append(value)
+            rows[name] = {kind: sum(v) / len(v) for kind, v in grouped.items()}
+            counts = {kind: len(v) for kind, v in grouped.items()}
+        if not rows:
+            continue
+        kinds = sorted({kind for per in rows.values() for kind in per})
+        header = " | ".join(f"{kind} ({counts.get(kind, 0)})" for kind in kinds)
+        lines += [f"### {label} by category", "", f"| model | {header} |", "|---|" + "---|" * len(kinds)]
+        lines += [f"| {name} | " + " | ".join(_cell(per.get(kind)) for kind in kinds) + " |"
+                  for name, per in rows.items()]
+        lines.append("")
+    return (["## Task scores by category", "", "Items per category in brackets; the mean of the task's metric.", ""]
+            + lines) if lines else []
 
 
 def _inline(text: str) -> str:

@@ -22,13 +22,17 @@ from potstill.evaluation.lm_eval import gguf_lm, hf_lm, lm_eval_results
 from potstill.evaluation.metrics import (
     GenerateFn,
     LogitsFn,
+    answer_figures,
+    answer_prompts,
     count_parameters,
     distill_metrics,
+    held_out_prompts,
     heldout_rows,
     hf_generate_fn,
     hf_logits_fn,
-    sample_answers,
+    intervals,
     teacher_logprobs,
+    time_generation,
 )
 from potstill.evaluation.score_cache import ScoreCache
 from potstill.export.gguf_runtime import GGUFModel
@@ -39,7 +43,7 @@ from potstill.tasks import task_manager
 
 # Per-model fields kept in the cache and used by gates and the report, but not written to eval.json
 # (too large for `dvc exp show`).
-DETAIL_FIELDS = ("items", "argmax", "samples")
+DETAIL_FIELDS = ("items", "argmax", "samples", "rows", "answers", "categories", "outputs")
 
 
 @dataclass
@@ -52,16 +56,18 @@ class EvalModel:
     generate_fn: GenerateFn
     lm: Callable[[int], object]  # batch size -> an lm-eval LM
     parameters: int | None  # None where the runtime does not expose its weights (GGUF)
+    engine: str  # what runs it: "transformers (<device>)" or "llama.cpp"
 
     @classmethod
     def transformers(cls, model, tokenizer) -> EvalModel:
         return cls(model, tokenizer, hf_logits_fn(model), hf_generate_fn(model, tokenizer),
-                   lambda batch_size: hf_lm(model, tokenizer, batch_size), count_parameters(model))
+                   lambda batch_size: hf_lm(model, tokenizer, batch_size), count_parameters(model),
+                   f"transformers ({next(model.parameters()).device.type})")
 
     @classmethod
     def gguf(cls, model: GGUFModel) -> EvalModel:
         return cls(model, model.tokenizer, model.logits, model.generate,
-                   lambda batch_size: gguf_lm(model, batch_size), None)
+                   lambda batch_size: gguf_lm(model, batch_size), None, "llama.cpp (cpu)")
 
 
 def load_model(kind: str, folder: Path, base: Path | None = None, device: torch.device | None = None) -> EvalModel:
@@ -91,16 +97,22 @@ def load_model(kind: str, folder: Path, base: Path | None = None, device: torch.
 
 def measure(kind: str, folder: Path, base: Path | None, ev, manager, rows, test_file: Path,
             teacher_lp, merged_bytes: int, device: torch.device | None = None) -> dict:
-    """Return one model's full record: task scores, per-item results, distillation, calibration, cost."""
+    """Return one model's full record: task scores, per-item results, distillation, answers, calibration, cost."""
     model = load_model(kind, folder, base, device)
     record = distill_metrics(model.logits_fn, rows, teacher_lp)
     if kind == "adapter":  # the merge check needs NLL and argmax only
         return record
-    scores, items, calibration = lm_eval_results(model.lm(ev.batch_size), ev.tasks, manager, ev.limit)
+    scores, items, calibration, categories, outputs = lm_eval_results(model.lm(ev.batch_size), ev.tasks, manager,
+                                                                      ev.limit)
+    prompts = held_out_prompts(model.tokenizer, test_file)
+    answers = answer_prompts(model.generate_fn, model.tokenizer, prompts, ev.max_answer_tokens)
     size = weight_bytes(folder)
-    record.update(scores, items=items, **calibration, size_bytes=size, size_mb=size / 2**20,
-                  size_ratio_vs_merged_fp32=size / merged_bytes,
-                  **sample_answers(model.generate_fn, model.tokenizer, test_file, ev.sample_prompts, ev.new_tokens))
+    record.update(scores, items=items, categories=categories, outputs=outputs, **calibration,
+                  size_bytes=size, size_mb=size / 2**20,
+                  size_ratio_vs_merged_fp32=size / merged_bytes, answers=answers, **answer_figures(answers),
+                  samples=[{"prompt": a["prompt"], "answer": a["answer"]} for a in answers[:ev.sample_prompts]],
+                  **time_generation(model.generate_fn, prompts[:max(ev.sample_prompts, 1)], ev.new_tokens),
+                  engine=model.engine)
     if model.parameters is not None:
         record["params"] = model.parameters
     return record
@@ -122,7 +134,8 @@ def run_evaluate(params_path: Path, models: dict[str, tuple[str, Path, Path | No
     manager = task_manager(task_dir, ev.tasks)
     teacher_dir = models[teacher][1]
     cache = ScoreCache({"tasks": ev.tasks, "limit": ev.limit, "sample_prompts": ev.sample_prompts,
-                        "new_tokens": ev.new_tokens}, task_dir, test_file, reference=teacher_dir)
+                        "new_tokens": ev.new_tokens, "max_answer_tokens": ev.max_answer_tokens},
+                       task_dir, test_file, reference=teacher_dir)
     rows = heldout_rows(AutoTokenizer.from_pretrained(teacher_dir), test_file)
     merged_bytes = weight_bytes(models["merged"][1]) if "merged" in models else weight_bytes(teacher_dir)
     teacher_lp = None
@@ -138,8 +151,8 @@ def run_evaluate(params_path: Path, models: dict[str, tuple[str, Path, Path | No
             teacher_lp = teacher_logprobs(hf_logits_fn(load_checked(teacher_dir).to(device)), rows)
             gc.collect()
         print(f"evaluate: {name} ({folder})")
-        results[name] = measure(kind, folder, base, ev, manager, rows, test_file, teacher_lp, merged_bytes,
-                                device)
+        record = measure(kind, folder, base, ev, manager, rows, test_file, teacher_lp, merged_bytes, device)
+        results[name] = {**record, "ci95": intervals(record)}
         cache.put(key, results[name])
         gc.collect()
     return results

@@ -59,8 +59,8 @@ class GGUFModel:
         return torch.from_numpy(np.array(self.llama.scores[:len(input_ids)], dtype=np.float32))
 
     def _greedy(self, input_ids: list[int], max_new_tokens: int,
-                stop: Callable[[list[int]], bool] | None = None) -> list[int]:
-        eos = {self.tokenizer.eos_token_id, self.llama.token_eos()} - {None}
+                stop: Callable[[list[int]], bool] | None = None, stop_at_eos: bool = True) -> list[int]:
+        eos = {self.tokenizer.eos_token_id, self.llama.token_eos()} - {None} if stop_at_eos else set()
         ids, new = list(input_ids), []
         for _ in range(min(max_new_tokens, self.n_ctx - len(ids))):
             self._eval(ids)
@@ -73,6 +73,6 @@ class GGUFModel:
                 break
         return new
 
-    def generate(self, input_ids: list[int], max_new_tokens: int) -> list[int]:
-        """Return greedily generated new token ids, stopping at eos (not included)."""
-        return self._greedy(input_ids, max_new_tokens)
+    def generate(self, input_ids: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> list[int]:
+        """Return greedily generated new token ids, stopping at end-of-turn (not included) unless told not to."""
+        return self._greedy(input_ids, max_new_tokens, stop_at_eos=stop_at_eos)

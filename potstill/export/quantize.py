@@ -153,7 +153,13 @@ def _load_torchao(model_dir: Path):
 
     with safe_open(model_dir / "model.safetensors", "pt") as handle:
         listed = set(json.loads((handle.metadata() or {}).get("tensor_names", "[]")))
-    model, info = AutoModelForCausalLM.from_pretrained(model_dir, output_loading_info=True, use_safetensors=True)
+        stored = set(handle.keys())
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(model_dir, output_loading_info=True, use_safetensors=True)
+    except RuntimeError as exc:  # transformers could not rebuild a quantized tensor from its parts
+        raise InputError(f"{model_dir}: torchao weights did not load ({str(exc).splitlines()[0]}); incomplete: "
+                         f"{_incomplete_torchao_tensors(listed, stored)[:5] or 'see the report above'}. "
+                         "Rerun the quantize stage for this format") from exc
     problems = {kind: list(keys) for kind, keys in info.items() if keys}
     float_linears = [name for name, module in model.named_modules()
                      if isinstance(module, torch.nn.Linear) and name != "lm_head"
@@ -163,6 +169,17 @@ def _load_torchao(model_dir: Path):
         raise InputError(f"{model_dir}: torchao weights did not load cleanly: {problems}, "
                          f"not quantized: {float_linears[:5]}, missing: {sorted(expected - listed)[:5]}")
     return model.eval()
+
+
+def _incomplete_torchao_tensors(listed: set[str], stored: set[str]) -> list[str]:
+    """Return the listed tensors missing a stored part: torchao saves `m.weight` as `m._weight_<part>` keys."""
+    parts: dict[str, set[str]] = {}
+    for name in listed:
+        module, attribute = name.rsplit(".", 1)
+        prefix = f"{module}._{attribute}_"
+        parts[name] = {key.removeprefix(prefix) for key in stored if key.startswith(prefix)}
+    expected = set().union(*parts.values()) if parts else set()
+    return sorted(name for name, have in parts.items() if have and have != expected or not have and name not in stored)
 
 
 def _load_quanto(model_dir: Path):

@@ -1,0 +1,30 @@
+"""Benchmarks keep to the rules of honest numbers: choices on val, test left to evaluate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_distillation_grid_chooses_on_val_and_never_opens_the_test_split(tmp_path, monkeypatch, tokenizer,
+                                                                              tiny_model_dir):
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import distill_grid
+
+    assert "test.jsonl" not in (ROOT / "bench/distill_grid.py").read_text()
+    # A project with a teacher and a val split but no test split: setup() must not need one.
+    shutil.copytree(tiny_model_dir, tmp_path / "models/teacher")
+    (tmp_path / "data/curated").mkdir(parents=True)
+    row = {"id": "v0", "messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}
+    (tmp_path / "data/curated/val.jsonl").write_text(json.dumps(row) + "\n")
+    monkeypatch.setattr(distill_grid, "ROOT", tmp_path)
+    monkeypatch.setattr(distill_grid, "SELECTION_SPLIT", tmp_path / "data/curated/val.jsonl")
+    _, _, rows, (scored, teacher_lp) = distill_grid.setup()
+    assert [r["id"] for r in rows] == ["v0"] and len(scored) == 1 and len(teacher_lp) == 1
+    assert not (tmp_path / "data/curated/test.jsonl").exists()
+    assert distill_grid.SELECTION_SPLIT.name == "val.jsonl"
