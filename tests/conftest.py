@@ -99,7 +99,7 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
 def make_project(dest: Path, profile: str, overrides: dict) -> Path:
     """Copy the project's pipeline into `dest` as a fresh git + DVC repo, `profile` applied, then `overrides`."""
     for name in ("dvc.yaml", "params.yaml", "stages", "potstill", "data/prompts.jsonl",
-                 "data/eval_tasks", "ci", ".github", "configs"):
+                 "data/eval_tasks", "ci", ".github", "configs", "tools"):
         src, dst = ROOT / name, dest / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():

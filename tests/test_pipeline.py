@@ -52,8 +52,13 @@ def test_metrics_cover_every_model_and_task(pipeline):
     assert len(timed) == 1 and timed.pop() % 8 == 0
     # The teacher wrote the held-out answers: it must find them far likelier than a 2-layer cut.
     assert report["teacher"]["heldout_nll"] < report["student_base"]["heldout_nll"]
-    shown = run(["dvc", "metrics", "show", "--json"], pipeline).stdout
-    assert "heldout_nll" in shown and "kd_loss" in shown
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], pipeline).stdout)
+    files = list(shown[""]["data"]) if "" in shown else list(next(iter(shown.values()))["data"])
+    assert files == ["metrics/summary.json", "metrics/eval.json"]  # the headline first; counters are plain outputs
+    summary = json.loads((pipeline / "metrics/summary.json").read_text())
+    assert set(summary) == {"merged", *FORMATS, "teacher", "student_base", "gates_failed"}
+    assert set(summary["merged"]) == {"potstill_mc", "potstill_gen", "kl_vs_teacher", "top1_vs_teacher",
+                                      "degenerate_share", "size_mb", "ms_per_token"}
 
 
 # Lines every stage used to print that tell a user nothing (see potstill/cli.py quiet_known_noise).
@@ -168,18 +173,27 @@ def test_queued_sweep_runs_in_temp_copies_without_asking_the_teacher(pipeline):
 
     experiments = queued_experiments(json.loads(run(["dvc", "exp", "show", "--json"], pipeline).stdout))
     assert set(names) <= set(experiments), list(experiments)
-    baseline_generate = json.loads((pipeline / "metrics/generate.json").read_text())
     nll = {}
     for name, rank in names.items():
         data = experiments[name]
         assert data["params"]["params.yaml"]["data"]["lora"]["r"] == rank
         metrics = data["metrics"]
-        # The ledger is the baseline's, down to its wall time: generate was not rerun (dvc exp show
-        # keeps numbers only, so compare those).
-        ledger = metrics["metrics/generate.json"]["data"]
-        assert (ledger["requested"], ledger["wall_s"]) == (baseline_generate["requested"], baseline_generate["wall_s"])
+        assert list(metrics)[0] == "metrics/summary.json"  # the headline leads every view
         nll[name] = metrics["metrics/eval.json"]["data"]["merged"]["heldout_nll"]
     assert nll["sweep-r3"] != nll["sweep-r6"], nll
+
+    # The compare command: both runs as rows, the changed param and the headline as columns, 120 wide.
+    table = run(["python", "tools/compare.py", "--plot", "compare.png"], pipeline).stdout
+    assert (pipeline / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (pipeline / "compare.png").unlink()
+    table = table.split("\ncompare: ")[0]
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 120, table
+    header = lines[0].split()
+    assert header[0] == "experiment" and "lora.r" in header, table
+    assert {"mc", "gen", "KL", "top1", "loops", "MiB", "ms/tok"} <= set(header), table
+    assert any(line.startswith("sweep-r3") for line in lines) and any(line.startswith("sweep-r6") for line in lines)
+    assert "ledger" not in table and "requested" not in table and "*" in table
 
 
 
@@ -191,8 +205,8 @@ def test_ci_script_pushes_and_a_wiped_workspace_pulls_back_identical(pipeline, t
     env_run = run(["bash", "ci/pipeline.sh"], pipeline, env_extra={
         "POTSTILL_SKIP_SETUP": "1", "GITHUB_STEP_SUMMARY": str(summary), "POTSTILL_BASE_REF": "HEAD~1"})
     text = summary.read_text()
-    assert "## potstill: experiments" in text and "## Metrics against HEAD~1" in text, env_run.stdout
-    assert "heldout_nll" in text
+    assert "## potstill: experiments" in text and "## Headline metrics against HEAD~1" in text, env_run.stdout
+    assert "kl_vs_teacher" in text and "experiment" in text and "heldout_nll" not in text
     assert any(remote.rglob("*")), "nothing was pushed"
 
     lock_before = (pipeline / "dvc.lock").read_text()
