@@ -44,6 +44,12 @@ def shipped(section: str, **overrides):
     return SECTIONS[section].model_validate({**SHIPPED_PARAMS[section], **overrides})
 
 
+def pytest_collection_modifyitems(config, items):
+    """POTSTILL_TEST_ORDER=reverse runs the collected tests last to first: a check that none needs another's state."""
+    if os.environ.get("POTSTILL_TEST_ORDER") == "reverse":
+        items.reverse()
+
+
 def override_params(path: Path, overrides: dict) -> None:
     """Apply {section: {key: value}} overrides to a params.yaml in place."""
     params = yaml.safe_load(path.read_text())

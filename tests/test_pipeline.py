@@ -18,6 +18,17 @@ def ran_stages(output: str) -> list[str]:
     return [stage for stage in STAGES if f"Running stage '{stage}'" in output]
 
 
+@pytest.fixture(autouse=True)
+def back_to_a_clean_pipeline(pipeline):
+    """After each test: uncommitted params back, and every output as dvc.lock says (from the cache).
+
+    So the tests here pass in any order (run them reversed with POTSTILL_TEST_ORDER=reverse).
+    """
+    yield
+    run(["git", "checkout", "--", "params.yaml"], pipeline)
+    run(["dvc", "repro"], pipeline, timeout=1800)
+
+
 def test_every_stage_writes_its_outputs(pipeline):
     for path in ("models/teacher/model.safetensors", "models/student-base/potstill_layer_map.json",
                  "data/generated/responses.jsonl", "data/curated/train.jsonl",
