@@ -27,6 +27,7 @@ class EvalItem:
     task: str
     item_id: str
     text: str
+    answer: str = ""  # the gold answer alone (the end of `text`): what a contaminated row gives away
 
 
 def task_manager(task_dir: str | Path, tasks: list[str], param: str = "evaluate"):
@@ -113,4 +114,5 @@ def eval_items(task_dir: str | Path, tasks: list[str], param: str = "evaluate") 
     for name, task in sorted(load_tasks(task_dir, tasks, param).items()):
         for index, doc in enumerate(_docs(task)):
             item_id = str(doc.get("id", index)) if isinstance(doc, dict) else str(index)
-            yield EvalItem(name, item_id, f"{task.doc_to_text(doc)} {_target_text(task, doc)}")
+            answer = _target_text(task, doc)
+            yield EvalItem(name, item_id, f"{task.doc_to_text(doc)} {answer}", str(answer))

@@ -174,7 +174,7 @@ def test_items_are_read_through_the_task_definitions(tmp_path):
     (item,) = eval_items(tmp_path / "tasks", ["planted"], "curate")
     # The template's words ("Question:", "Answer:") prove lm-eval's doc_to_text built the text.
     assert item == EvalItem("planted", "p-1",
-                            "Question: Which river flows through the city of Vienna\nAnswer: The Danube")
+                            "Question: Which river flows through the city of Vienna\nAnswer: The Danube", "The Danube")
     with pytest.raises(InputError, match=r"curate.decontam_tasks: \['nope'\] not defined"):
         list(eval_items(tmp_path / "tasks", ["nope"], "curate"))
     with pytest.raises(InputError, match="curate.decontam_task_dir"):
@@ -234,6 +234,9 @@ def test_near_misses_are_reported_not_dropped_and_unrelated_rows_pass(shipped_de
                                         "No: I went to Toronto.")
     assert near["contaminated"]  # both key words present: a deliberately conservative check
     assert shipped_decontaminator.check("Photosynthesis turns light, water and carbon dioxide into sugar.") is None
+    # The names of a next-month item's question, but not its answer (February): nothing given away.
+    history = "The First World War began on the 11th of November 2014 and ended on the 3rd of December 2019."
+    assert shipped_decontaminator.check(history) is None
     items = [EvalItem("t", "q1", "The capital of Canada is Ottawa"), EvalItem("t", "q2", "The capital of Peru is Lima"),
              EvalItem("t", "q3", "The capital of Chile is Santiago"),
              EvalItem("t", "q5", "The opposite of inside is outside")]

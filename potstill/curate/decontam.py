@@ -20,9 +20,10 @@ from collections.abc import Iterable
 from potstill.tasks import EvalItem
 from potstill.text import WORD, words
 
-# A word shared by more eval items than this (or than 2% of them, in a small set) is the task's
-# vocabulary, not an item's content; function words are never keys.
-KEY_MAX_DF = 8
+# A name shared by more eval items than this (or than 2% of them, in a small set) is the task's
+# vocabulary, not one item's entity: in the shipped tasks a country and its capital each occur in
+# 2 items (the mc and the gen task), month names in 8-16, weekdays in 11. Function words are never keys.
+KEY_MAX_DF = 4
 MIN_KEYS = 2
 FUNCTION_WORDS = frozenset("a an and are as at be by for from in is it its of on or that the this to was were which "
                            "what who with".split())
@@ -56,9 +57,11 @@ class Decontaminator:
         self.lengths = sorted({len(gram) for gram in self.index})
         df = Counter(word for tokens in tokens_of for word in tokens)
         max_df = max(1, min(KEY_MAX_DF, len(tokens_of) // 50))
-        self.keys: list[frozenset[str]] = [
-            frozenset(w for w in names - lower_case if df[w] <= max_df and w not in FUNCTION_WORDS)
-            if key_words else frozenset() for names in capitalised_of]
+        self.keys: list[frozenset[str]] = []
+        for item, names in zip(self.items, capitalised_of, strict=True):
+            keys = frozenset(w for w in names - lower_case if df[w] <= max_df and w not in FUNCTION_WORDS)
+            gives_away = not item.answer or keys & set(words(item.answer))
+            self.keys.append(keys if key_words and gives_away else frozenset())
         self.key_index: dict[str, list[int]] = defaultdict(list)
         for number, keys in enumerate(self.keys):
             if len(keys) >= MIN_KEYS:
