@@ -27,39 +27,16 @@ import typer
 from potstill.cli import friendly_errors
 from potstill.errors import TeacherError
 from potstill.io import state_dir, write_json, write_jsonl
-from potstill.models import find_teacher_gguf
 from potstill.params import load_params
 from potstill.teacher.cache import ResponseCache
 from potstill.teacher.client import Sampling
 from potstill.teacher.dispatch import build_dispatcher
-from potstill.teacher.generate import generate
+from potstill.teacher.endpoints import start_endpoints
+from potstill.teacher.generate import generate, training_rows
 from potstill.teacher.ledger import Ledger, Price
 from potstill.teacher.locks import exclusive_lock
 from potstill.teacher.prompts import PromptLimits, balanced_subset, read_prompts
-from potstill.teacher.server import llama_cpp_server
 from potstill.teacher.synth import describe, synthesize_prompts
-
-# llama-cpp-python computes logprobs from the raw logits whatever the sampling temperature
-# (tests/test_teacher_server.py checks this against transformers).
-EMBEDDED_LOGPROB_TEMPERATURE = 1.0
-EMBEDDED_CONTEXT_TOKENS = 2048
-
-
-def start_endpoints(teacher, stack: contextlib.ExitStack) -> tuple[list[str], list[str] | None, dict]:
-    """Return (endpoint URLs, their labels for logs and metrics, the manifest's endpoint entry).
-
-    With teacher.base_url null the embedded GGUF is served for as long as `stack` is open.
-    """
-    if teacher.base_url is None:
-        gguf, version = find_teacher_gguf(teacher.gguf_package)
-        url = stack.enter_context(llama_cpp_server(
-            gguf, teacher.model, n_ctx=teacher.context_tokens or EMBEDDED_CONTEXT_TOKENS))
-        # A fixed label: the port is random and would make every metrics file differ.
-        return [url], ["embedded"], {
-            "kind": "embedded-llama.cpp", "package": teacher.gguf_package, "package_version": version,
-            "logprob_temperature": EMBEDDED_LOGPROB_TEMPERATURE}
-    # OpenAI and vLLM (default logprobs mode) report logprobs of the unscaled model.
-    return teacher.endpoints, None, {"kind": "openai-compatible", "logprob_temperature": 1.0}
 
 
 def log(line: str) -> None:
@@ -127,21 +104,7 @@ def run_generate(params_path: Path, prompts_path: Path, out_dir: Path, progress:
             log(f"teacher ledger of the stopped run: {ledger.summary()}")
             raise
 
-    responses, logprobs = [], []
-    for item in results:
-        row, record = item["row"], item["record"]
-        responses.append({
-            "id": row["id"],
-            "domain": row.get("domain", "general"),
-            **({"answer": row["answer"]} if "answer" in row else {}),
-            "messages": item["messages"] + [{"role": "assistant", "content": record["content"]}],
-            "teacher": {"model": sampling.model, "temperature": sampling.temperature,
-                        "top_p": sampling.top_p, "max_tokens": sampling.max_tokens, "seed": sampling.seed},
-            "usage": record["usage"],
-            "finish_reason": record["finish_reason"],
-        })
-        if record["logprobs"]:
-            logprobs.append({"id": row["id"], "tokens": record["logprobs"]})
+    responses, logprobs = training_rows(results, sampling)
 
     write_jsonl(out_dir / "responses.jsonl", responses)
     write_jsonl(out_dir / "logprobs.jsonl", logprobs)

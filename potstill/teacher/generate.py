@@ -127,3 +127,23 @@ def _run_pool(pending: dict, ask_and_cache: Callable[[str], dict], concurrency: 
             for future in futures:
                 future.cancel()
             raise
+
+
+def training_rows(results: list[dict], sampling: Sampling) -> tuple[list[dict], list[dict]]:
+    """Return (responses.jsonl rows, logprobs.jsonl rows) from `generate`'s answers, in prompt order."""
+    responses, logprobs = [], []
+    for item in results:
+        row, record = item["row"], item["record"]
+        responses.append({
+            "id": row["id"],
+            "domain": row.get("domain", "general"),
+            **({"answer": row["answer"]} if "answer" in row else {}),
+            "messages": item["messages"] + [{"role": "assistant", "content": record["content"]}],
+            "teacher": {"model": sampling.model, "temperature": sampling.temperature,
+                        "top_p": sampling.top_p, "max_tokens": sampling.max_tokens, "seed": sampling.seed},
+            "usage": record["usage"],
+            "finish_reason": record["finish_reason"],
+        })
+        if record["logprobs"]:
+            logprobs.append({"id": row["id"], "tokens": record["logprobs"]})
+    return responses, logprobs
