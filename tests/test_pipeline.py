@@ -122,6 +122,7 @@ def test_the_applied_profile_is_named_where_dvc_exp_show_shows_params(pipeline):
 
 
 def test_experiment_run_and_show(pipeline):
+    baseline_rank = yaml.safe_load((pipeline / "params.yaml").read_text())["lora"]["r"]  # 2 after the rank test
     run(["dvc", "exp", "run", "-n", "rank8", "-S", "lora.r=8"], pipeline, timeout=1200)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], pipeline).stdout)
     flat = json.dumps(shown)
@@ -134,7 +135,6 @@ def test_experiment_run_and_show(pipeline):
                 r = ((params.get("data") or {}).get("lora") or {}).get("r")
                 if r is not None:
                     ranks.append(r)
-    baseline_rank = yaml.safe_load((pipeline / "params.yaml").read_text())["lora"]["r"]  # 2 after the rank test
     assert {baseline_rank, 8} <= set(ranks), flat[:2000]
     table = run(["dvc", "exp", "show", "--md", "--no-pager"], pipeline).stdout
     assert "rank8" in table and "heldout_nll" in table
