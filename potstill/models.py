@@ -50,23 +50,42 @@ def load_gguf_teacher(gguf_path: Path):
 
 
 def prune_layers(model, keep_layers: list[int]) -> dict[int, int]:
-    """Keep only `keep_layers` of a decoder-only model, in place; returns {student: teacher} map."""
-    layers = model.model.layers
-    if keep_layers[-1] >= len(layers):
-        raise InputError(
-            f"student.keep_layers: layer {keep_layers[-1]} does not exist; "
-            f"the teacher has layers 0..{len(layers) - 1}"
-        )
+    """Keep only `keep_layers` of a decoder-only model (model.model.layers), in place; returns {student: teacher}.
+
+    Per-layer config entries follow the cut: every list as long as the layer stack (layer_types,
+    ...) is sliced, and Qwen2's max_window_layers (the first N layers use full attention) counts
+    the kept layers below it.
+    """
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise InputError(f"student.source prune: {type(model).__name__} has no model.layers; pruning works for "
+                         "decoder-only transformers models (llama, qwen2, mistral, ...): give a pretrained "
+                         "student instead (student.source: a folder or hf:<org>/<name>)")
+    check_keep_layers(keep_layers, len(layers))
+    n_layers = len(layers)
     kept = [layers[i] for i in keep_layers]
     for new_index, layer in enumerate(kept):
         # The KV cache indexes layers by this attribute: it must follow the new numbering.
         if hasattr(layer, "self_attn") and hasattr(layer.self_attn, "layer_idx"):
             layer.self_attn.layer_idx = new_index
     model.model.layers = torch.nn.ModuleList(kept)
-    model.config.num_hidden_layers = len(kept)
-    if getattr(model.config, "layer_types", None):
-        model.config.layer_types = [model.config.layer_types[i] for i in keep_layers]
+    config = model.config
+    for name, value in list(vars(config).items()):
+        if isinstance(value, list) and len(value) == n_layers and name != "keep_layers":
+            setattr(config, name, [value[i] for i in keep_layers])
+    if isinstance(getattr(config, "max_window_layers", None), int):
+        config.max_window_layers = sum(i < config.max_window_layers for i in keep_layers)
+    config.num_hidden_layers = len(kept)
     return {student: teacher for student, teacher in enumerate(keep_layers)}
+
+
+def check_keep_layers(keep_layers: list[int], n_layers: int) -> None:
+    """InputError if student.keep_layers names a layer the teacher lacks."""
+    if keep_layers[-1] >= n_layers:
+        raise InputError(
+            f"student.keep_layers: layer {keep_layers[-1]} does not exist; "
+            f"the teacher has layers 0..{n_layers - 1}"
+        )
 
 
 def save_model(model, tokenizer, out_dir: str | Path, extra_files: dict | None = None) -> None:
@@ -86,7 +105,12 @@ def load_checked(model_dir: str | Path, dtype=torch.float32):
     """
     from transformers import AutoModelForCausalLM
 
-    folder = Path(model_dir)
+    from potstill.weights import weights_dir
+
+    folder = weights_dir(model_dir)  # a prepare pointer (folder, hub id) loads from where the weights are
+    if folder is None:
+        raise InputError(f"{model_dir}: this run has no weights here (teacher.weights: none)")
+    model_dir = folder
     if folder.is_dir() and not any(folder.glob("*.safetensors")):
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
         raise InputError(

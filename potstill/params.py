@@ -32,6 +32,8 @@ class TeacherParams(_Section):
     base_url: str | list[str] | None
     model: str = Field(min_length=1)
     api_key_env: str | None
+    weights: str = Field(min_length=1)
+    revision: str | None
     gguf_package: str
     gguf_version: str
     temperature: float = Field(ge=0.0, le=2.0)
@@ -71,14 +73,38 @@ class TeacherParams(_Section):
             raise ValueError("needs teacher.price_per_1k_tokens (dollars per 1,000 tokens) to count cost; set it")
         return value
 
+    @model_validator(mode="after")
+    def _known_weights(self) -> TeacherParams:
+        _weights_source(self.weights, self.revision, "teacher.weights", ("embedded", "folder", "hub", "gguf", "none"))
+        return self
+
     @property
     def endpoints(self) -> list[str] | None:
         """Return the endpoint URLs as a list, None for the embedded teacher."""
         return [self.base_url] if isinstance(self.base_url, str) else self.base_url
 
 
+def _weights_source(value: str, revision: str | None, key: str, allowed: tuple[str, ...]) -> None:
+    from potstill.errors import InputError
+    from potstill.weights import WeightsSource
+
+    try:
+        source = WeightsSource.parse(value, revision, key)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    if source.kind not in allowed:
+        raise ValueError(f"{key}: {value!r} is not allowed here; use {', '.join(allowed)}")
+
+
 class StudentParams(_Section):
+    source: str = Field(min_length=1)
+    revision: str | None
     keep_layers: list[int] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_source(self) -> StudentParams:
+        _weights_source(self.source, self.revision, "student.source", ("prune", "folder", "hub"))
+        return self
 
     @field_validator("keep_layers")
     @classmethod
@@ -269,6 +295,55 @@ class HardwareParams(_Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"]
 
 
+class ClassLabel(_Section):
+    name: str = Field(pattern=r"^\S(.*\S)?$")  # what the teacher answers; no leading/trailing space
+    description: str = Field(min_length=1)  # what belongs in it, shown to the teacher
+    example: str = Field(min_length=1)  # one message of this class, the teacher's few-shot example
+
+
+class ClassifyParams(_Section):
+    labels: list[ClassLabel] = Field(min_length=2)
+    instruction: str = Field(min_length=1)
+    teacher_tokenizer: str | None
+    top_logprobs: int = Field(ge=1, le=20)
+    teacher_servers: int = Field(ge=1, le=16)
+    min_label_mass: float = Field(ge=0, lt=1)
+    val_fraction: float = Field(gt=0, lt=0.5)
+    student_package: str = Field(min_length=1)
+    student_version: str = Field(min_length=1)
+    keep_layers: list[int] | None
+    max_length: int = Field(ge=8, le=512)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    alpha: float = Field(ge=0, le=1)
+    temperature: float = Field(gt=0)
+    seed: int
+    speed_batch_size: int = Field(ge=1)
+    teacher_speed_texts: int = Field(ge=1)
+    gates: list[GateParams]
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _two_or_more(cls, value):
+        if isinstance(value, list) and len(value) < 2:
+            raise ValueError(f"a classifier needs at least two labels; got {len(value)}")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_names(cls, value: list[ClassLabel]) -> list[ClassLabel]:
+        names = [label.name for label in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"label names must be unique; {twice} appear twice")
+        return value
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "teacher": TeacherParams,
     "student": StudentParams,
@@ -280,6 +355,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "quantize": QuantizeParams,
     "evaluate": EvaluateParams,
     "hardware": HardwareParams,
+    "classify": ClassifyParams,
 }
 
 

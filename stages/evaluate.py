@@ -30,6 +30,7 @@ from potstill.evaluation.summary import summary
 from potstill.export.model_card import card
 from potstill.io import write_json, write_jsonl, write_text_atomic
 from potstill.params import load_params
+from potstill.weights import weights_dir
 
 EXIT_GATE_FAILED = 3
 
@@ -64,6 +65,8 @@ def main(
         "adapter": ("adapter", adapter, student), "merged": ("hf", merged, None)}
     for fmt in sections["quantize"].formats:
         models[fmt] = ("quantized", quantized / fmt, None)
+    if weights_dir(teacher) is None:  # teacher.weights none: an API teacher, nothing to load
+        del models["teacher"]
     results = run_evaluate(params, models, test)
     gates = check_gates(sections["evaluate"].gates, results, sections["train"].method)
     metrics = headline(results)

@@ -21,16 +21,15 @@ from potstill.distill.soft_targets import save_soft_targets, tokenizer_fingerpri
 from potstill.io import read_jsonl
 from potstill.models import load_checked
 from potstill.params import load_params
+from potstill.weights import load_tokenizer
 
 
 def run_score(params_path: Path, teacher_dir: Path, curated: Path, out_dir: Path) -> dict:
     """Score the curated train/val rows with the teacher; write the sidecar; return its size."""
     params = load_params(params_path, "kd", "train", "hardware")
     kd, train, hardware = params["kd"], params["train"], params["hardware"]
-    from transformers import AutoTokenizer
-
     torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir)
     targets = {}
     if kd.source == "local":
         rows = [row for split in ("train", "val") for _, row in read_jsonl(curated / f"{split}.jsonl")]

@@ -102,10 +102,13 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return path
 
 
-def make_project(dest: Path, profile: str, overrides: dict) -> Path:
-    """Copy the project's pipeline into `dest` as a fresh git + DVC repo, `profile` applied, then `overrides`."""
+def make_project(dest: Path, profile: str, overrides: dict, extra: tuple[str, ...] = ()) -> Path:
+    """Copy the project's pipeline into `dest` as a fresh git + DVC repo, `profile` applied, then `overrides`.
+
+    `extra` names more paths to copy (the classifier pipeline's dvc.yaml and data).
+    """
     for name in ("dvc.yaml", "params.yaml", "stages", "potstill", "data/prompts.jsonl",
-                 "data/eval_tasks", "ci", ".github", "configs", "tools"):
+                 "data/eval_tasks", "ci", ".github", "configs", "tools", *extra):
         src, dst = ROOT / name, dest / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():

@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "potstill"
-FAMILIES = ("teacher", "curate", "distill", "export", "evaluation")
+FAMILIES = ("teacher", "curate", "distill", "export", "evaluation", "classify")
 
 
 def module_file(name: str) -> Path | None:

@@ -47,6 +47,42 @@ def test_server_is_stopped_when_the_stage_fails(teacher_gguf):
     assert not port_open(base_url)
 
 
+STAGE_WITH_A_SERVER = """
+import sys, time
+from pathlib import Path
+from potstill.cli import friendly_errors
+from potstill.teacher.server import llama_cpp_server
+
+@friendly_errors
+def main():
+    with llama_cpp_server(Path(sys.argv[1]), "teacher") as base_url:
+        print(base_url, flush=True)
+        time.sleep(120)
+
+main()
+"""
+
+
+def test_a_stage_stopped_with_sigterm_stops_its_teacher_server(teacher_gguf, tmp_path):
+    """CI cancelling a job sends SIGTERM: the stage must take its server down, as on Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "stage.py"
+    script.write_text(STAGE_WITH_A_SERVER)
+    proc = subprocess.Popen([sys.executable, str(script), str(teacher_gguf)], stdout=subprocess.PIPE, text=True)
+    base_url = proc.stdout.readline().strip()
+    assert port_open(base_url)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 10
+    while port_open(base_url) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not port_open(base_url)
+
+
 def test_llama_cpp_logprobs_are_at_temperature_one(served, teacher_gguf):
     """Sampling at T=0.7, llama.cpp still reports log-softmax of the raw logits (T=1).
 

@@ -135,8 +135,14 @@ def distillation_loss(
     loss: str = "forward_kl",
     jsd_beta: float = 0.5,
     normalizer: tuple[float, float] | None = None,
+    vocab_limit: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Return (total loss, CE term, KD term or None) for a batch of causal-LM logits.
+
+    `vocab_limit`: only the first ids (the tokenizer's real tokens) are classes; embedding rows a
+    model pads its vocabulary with (Qwen2.5-0.5B has 151,936 rows, -7B 152,064, one tokenizer of
+    151,665 tokens) are left out on both sides, so a teacher and a student padded differently
+    share one id range.
 
     `labels`, `kd_ids`, `kd_logprobs` and `kd_mask` are aligned with the input tokens (the
     target of position t is predicted by logits at t-1); this function applies that shift.
@@ -144,7 +150,7 @@ def distillation_loss(
     soft targets) of the whole accumulated batch (see `token_counts`), so micro-batches of a
     gradient-accumulation step add up to the step's per-token mean; None = this batch's own counts.
     """
-    logits, labels = logits[:, :-1], labels[:, 1:]
+    logits, labels = logits[:, :-1, :vocab_limit], labels[:, 1:]
     kd_ids, kd_logprobs, kd_mask = kd_ids[:, 1:], kd_logprobs[:, 1:], kd_mask[:, 1:]
     ce_mask = labels != -100
     kd_mask = kd_mask & ce_mask
@@ -186,6 +192,7 @@ def chunked_distillation_loss(
     jsd_beta: float = 0.5,
     chunk_rows: int = 1024,
     normalizer: tuple[float, float] | None = None,
+    vocab_limit: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Return `distillation_loss` of the logits `hidden @ head_weight.T`, never holding them all.
 
@@ -194,8 +201,9 @@ def chunked_distillation_loss(
     at a time; each chunk's gradients with respect to `hidden` and `head_weight` are computed at
     once and its logits freed, so at most chunk_rows x vocab values live in forward or backward.
     A batch without any labelled token gives a zero loss (still connected to the graph, for DDP).
-    `normalizer` as in `distillation_loss`.
+    `normalizer` and `vocab_limit` as in `distillation_loss`.
     """
+    head_weight = head_weight[:vocab_limit]
     hidden, labels = hidden[:, :-1], labels[:, 1:]
     kd_ids, kd_logprobs, kd_mask = kd_ids[:, 1:], kd_logprobs[:, 1:], kd_mask[:, 1:]
     ce_mask = labels != -100

@@ -30,6 +30,7 @@ from potstill.distill.trainer import (
 from potstill.errors import InputError
 from potstill.io import atomic_dir
 from potstill.params import load_params
+from potstill.weights import load_tokenizer, weights_dir
 
 # Launcher configs as data (DDP, FSDP, DeepSpeed), one file per launcher.
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
@@ -60,21 +61,21 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
     kd, train, lora, hardware = params["kd"], params["train"], params["lora"], params["hardware"]
     from dvclive import Live
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+    from transformers import AutoModelForCausalLM, TrainingArguments
 
     torch.manual_seed(train.seed)
-    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    tokenizer = load_tokenizer(student_dir)
     soft_targets, align_stats, capture_temperature, k = soft_targets_for(kd, tokenizer, generated, soft_targets_dir)
     splits = {name: curated / f"{name}.jsonl" for name in ("train", "val")}
 
-    model = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32, use_safetensors=True)
+    model = AutoModelForCausalLM.from_pretrained(weights_dir(student_dir), dtype=torch.float32, use_safetensors=True)
     warnings: list[str] = []
     if kd.source != "none" and kd.tail == "bucket" and not exact_tail(kd.temperature, capture_temperature):
         warnings.append(f"kd.tail bucket at kd.temperature {kd.temperature} from log-probs captured at "
                         f"{capture_temperature}: the tail bucket is tempered as one token, an approximation of "
                         "the tempered KL; use kd.tail: renorm, or kd.source: local (scored at kd.temperature)")
     teacher, layer_map = None, None
-    if kd.source == "local" and teacher_dir is not None and teacher_dir.is_dir():
+    if kd.source == "local" and teacher_dir is not None and teacher_dir.is_dir() and weights_dir(teacher_dir):
         warnings = compatibility_warnings(parameter_count(teacher_dir), model.num_parameters())
     if kd.hidden_weight > 0:
         if teacher_dir is None or not teacher_dir.is_dir():
@@ -138,6 +139,7 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
         kd_alpha=kd.alpha if kd.source != "none" else 0.0, kd_temperature=kd.temperature,
         capture_temperature=capture_temperature, kd_tail=kd.tail, kd_loss=kd.loss, jsd_beta=kd.jsd_beta,
         kd_chunk_rows=kd.chunk_rows,
+        vocab_limit=len(tokenizer) if model.get_input_embeddings().num_embeddings > len(tokenizer) else None,
         teacher=teacher, layer_map=layer_map, hidden_weight=kd.hidden_weight, hidden_loss=kd.hidden_loss,
     )
     result = trainer.train(resume_from_checkpoint=resume)

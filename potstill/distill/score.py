@@ -18,7 +18,9 @@ def score_rows(model, tokenizer, rows: list[dict], k: int, max_seq_len: int, bat
     """Return {row id: (top-k ids [n, k] int32, log-probs [n, k] float32)} over labelled tokens.
 
     The log-probs are of the teacher's distribution at `temperature` (softmax of logits / T over
-    the whole vocabulary), so the mass outside the top-k is exact at that temperature too.
+    the tokenizer's tokens), so the mass outside the top-k is exact at that temperature too.
+    Embedding rows beyond the tokenizer (a padded vocabulary) are no tokens and are left out, as
+    the KD loss leaves them out of the student (`vocab_limit`).
     """
     from tqdm.auto import tqdm
 
@@ -42,7 +44,7 @@ def score_rows(model, tokenizer, rows: list[dict], k: int, max_seq_len: int, bat
             if end <= start:
                 continue
             # Logits at t-1 predict token t: the targets of tokens start..end-1.
-            logprobs = torch.log_softmax(logits[b, start - 1:end - 1].float() / temperature, dim=-1)
+            logprobs = torch.log_softmax(logits[b, start - 1:end - 1, :len(tokenizer)].float() / temperature, dim=-1)
             top_lps, top_ids = logprobs.topk(k, dim=-1)
             out[row_id] = (top_ids.to(torch.int32).cpu(), top_lps.cpu())
     return out

@@ -120,7 +120,7 @@ class DistillTrainer(Trainer):
     def __init__(self, model, *args, kd_alpha: float, kd_temperature: float, capture_temperature: float,
                  kd_tail: str, kd_loss: str = "forward_kl", jsd_beta: float = 0.5, kd_chunk_rows: int = 1024,
                  teacher=None, layer_map: dict[int, int] | None = None, hidden_weight: float = 0.0,
-                 hidden_loss: str = "cosine", **kwargs):
+                 hidden_loss: str = "cosine", vocab_limit: int | None = None, **kwargs):
         if hidden_weight > 0:
             if teacher is None or not layer_map:
                 raise ValueError("hidden_weight > 0 needs a teacher and a layer map")
@@ -134,6 +134,8 @@ class DistillTrainer(Trainer):
         self.kd_loss, self.jsd_beta, self.kd_chunk_rows = kd_loss, jsd_beta, kd_chunk_rows
         self.hidden_weight, self.hidden_loss, self.layer_map = hidden_weight, hidden_loss, layer_map
         self.teacher = teacher
+        # The tokenizer's size when the model pads its embedding beyond it (see distillation_loss).
+        self.vocab_limit = vocab_limit
         self._terms: dict[str, list[float]] = defaultdict(list)
         self._last_logged_step: int | None = None  # set when training (or a resumed run) starts
 
@@ -170,7 +172,7 @@ class DistillTrainer(Trainer):
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **skip_logits)
         settings = dict(alpha=self.kd_alpha, temperature=self.kd_temperature,
                         capture_temperature=self.capture_temperature, tail=self.kd_tail, loss=self.kd_loss,
-                        jsd_beta=self.jsd_beta, normalizer=normalizer)
+                        jsd_beta=self.jsd_beta, normalizer=normalizer, vocab_limit=self.vocab_limit)
         if head is not None:
             loss, ce, kd = chunked_distillation_loss(outputs.hidden_states[-1], head.weight, labels, kd_ids,
                                                      kd_logprobs, kd_mask, chunk_rows=self.kd_chunk_rows, **settings)
@@ -242,8 +244,10 @@ def parameter_count(model_dir: Path) -> int:
     """Return the parameter count of the checkpoint in `model_dir` (tied weights once), loading no weights."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from potstill.weights import weights_dir
+
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(weights_dir(model_dir)))
     return model.num_parameters()
 
 

@@ -40,6 +40,7 @@ from potstill.export.quantize import load_quantized, weight_bytes
 from potstill.models import load_checked
 from potstill.params import load_params
 from potstill.tasks import task_manager
+from potstill.weights import load_tokenizer
 
 # Per-model fields kept in the cache and used by gates and the report, but not written to eval.json
 # (too large for `dvc exp show`).
@@ -76,8 +77,6 @@ def load_model(kind: str, folder: Path, base: Path | None = None, device: torch.
     Full-precision models go to `device` (hardware.device); quantized formats stay on the CPU,
     the target they are built for.
     """
-    from transformers import AutoTokenizer
-
     if kind == "quantized":
         model = load_quantized(folder)
         if isinstance(model, GGUFModel):
@@ -92,7 +91,7 @@ def load_model(kind: str, folder: Path, base: Path | None = None, device: torch.
         model = load_checked(folder)
     if kind != "quantized" and device is not None:
         model = model.to(device)
-    return EvalModel.transformers(model, AutoTokenizer.from_pretrained(folder if kind != "adapter" else base))
+    return EvalModel.transformers(model, load_tokenizer(folder if kind != "adapter" else base))
 
 
 def measure(kind: str, folder: Path, base: Path | None, ev, manager, rows, test_file: Path,
@@ -125,20 +124,22 @@ def run_evaluate(params_path: Path, models: dict[str, tuple[str, Path, Path | No
     ev, hardware = params["evaluate"], params["hardware"]
     device = resolve_device(hardware.device)
     print(f"evaluate: full-precision models on {device}; quantized formats on cpu")
+    teacher_dir = models[teacher][1] if teacher in models else None
     problems = unknown_gate_models(ev.gates, list(models))
+    if teacher_dir is None:
+        problems += teacher_metric_gates(ev.gates)
     if problems:
         raise ParamsError(f"{params_path}: invalid params:\n  " + "\n  ".join(problems))
-    from transformers import AutoTokenizer
-
     task_dir = Path(ev.task_dir)
     manager = task_manager(task_dir, ev.tasks)
-    teacher_dir = models[teacher][1]
     cache = ScoreCache({"tasks": ev.tasks, "limit": ev.limit, "sample_prompts": ev.sample_prompts,
                         "new_tokens": ev.new_tokens, "max_answer_tokens": ev.max_answer_tokens},
                        task_dir, test_file, reference=teacher_dir)
-    rows = heldout_rows(AutoTokenizer.from_pretrained(teacher_dir), test_file)
+    # Without teacher weights (an API teacher) the held-out split is read with the student's tokenizer
+    # and there is no KL or top-1 to the teacher, only what each model does on its own.
+    rows = heldout_rows(load_tokenizer(teacher_dir or models["student_base"][1]), test_file)
     merged_bytes = weight_bytes(models["merged"][1]) if "merged" in models else weight_bytes(teacher_dir)
-    teacher_lp = None
+    teacher_lp, teacher_scored = None, teacher_dir is None
     results: dict[str, dict] = {}
     for name, (kind, folder, base) in models.items():
         key = (folder, base) if base is not None else folder
@@ -147,8 +148,9 @@ def run_evaluate(params_path: Path, models: dict[str, tuple[str, Path, Path | No
             print(f"evaluate: {name}: cached scores")
             results[name] = cached
             continue
-        if teacher_lp is None:  # the teacher's distribution on the held-out split, once for every model
+        if not teacher_scored:  # the teacher's distribution on the held-out split, once for every model
             teacher_lp = teacher_logprobs(hf_logits_fn(load_checked(teacher_dir).to(device)), rows)
+            teacher_scored = True
             gc.collect()
         print(f"evaluate: {name} ({folder})")
         record = measure(kind, folder, base, ev, manager, rows, test_file, teacher_lp, merged_bytes, device)
@@ -156,6 +158,16 @@ def run_evaluate(params_path: Path, models: dict[str, tuple[str, Path, Path | No
         cache.put(key, results[name])
         gc.collect()
     return results
+
+
+TEACHER_METRICS = ("kl_vs_teacher", "top1_vs_teacher", "kl_gap_closed")
+
+
+def teacher_metric_gates(gates) -> list[str]:
+    """Return a line for each gate that needs the teacher's weights (KL, top-1 to the teacher)."""
+    return [f"evaluate.gates[{index}] ({gate.name}): {gate.metric} is measured against the teacher's weights, and "
+            "teacher.weights is none; remove the gate (or give the teacher's weights)"
+            for index, gate in enumerate(gates) if gate.metric in TEACHER_METRICS]
 
 
 def headline(results: dict[str, dict]) -> dict[str, dict]:

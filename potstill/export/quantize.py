@@ -25,7 +25,12 @@ QUANTIZATION_FILE = "potstill_quantization.json"
 
 
 def weight_bytes(folder: Path) -> int:
-    """Return the bytes of a model folder's weight files (safetensors, GGUF), tokenizer excluded."""
+    """Return the bytes of a model folder's weight files (safetensors, GGUF), tokenizer excluded (0: no weights)."""
+    from potstill.weights import weights_dir
+
+    folder = weights_dir(folder)  # a prepare pointer: the folder it points to
+    if folder is None:
+        return 0
     return sum(path.stat().st_size for path in Path(folder).iterdir()
                if path.is_file() and path.suffix in (".safetensors", ".gguf"))
 

@@ -39,6 +39,7 @@ def generate(
     cancel: threading.Event | None = None,
     instruction: str | None = None,
     what: str = "prompts",
+    messages_for: Callable[[dict], list[dict]] | None = None,
 ) -> tuple[list[dict], dict]:
     """Answer every prompt, from the cache where possible; returns (records in prompt order, stats).
 
@@ -47,13 +48,15 @@ def generate(
     requests are in flight. On the first error `cancel` is set (the dispatcher's waits watch
     it), queued requests are dropped, and those in flight finish and are cached before the
     error propagates. `instruction` is appended to each system message (see build_messages);
-    `what` names the rows in the line printed before sending.
+    `what` names the rows in the line printed before sending; `messages_for(row)` replaces
+    `build_messages` where a caller builds its own chat (the classifier's few-shot labelling prompt).
     """
 
 
     ledger = ledger or Ledger()
     cancel = cancel or threading.Event()
-    keyed = [(row, build_messages(row, default_system, instruction)) for row in prompts]
+    build = messages_for or (lambda row: build_messages(row, default_system, instruction))
+    keyed = [(row, build(row)) for row in prompts]
     keys = [request_key(messages, sampling) for _, messages in keyed]
     records: list[dict | None] = [cache.get(key) for key in keys]
     pending = _requests_to_send(records, keys)
