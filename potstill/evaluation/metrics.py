@@ -153,18 +153,25 @@ def top1_agreement(argmax: list[list[int]], reference: list[list[int]]) -> float
     return sum(a == b for a, b in pairs) / len(pairs)
 
 
+def calibration_bins(confidences: list[float], correct: list[bool], bins: int = 10) -> list[tuple[float, float, int]]:
+    """Return (mean confidence, accuracy, members) of each non-empty equal-width confidence bin, lowest first."""
+    found = []
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        members = [i for i, c in enumerate(confidences) if (low < c <= high) or (b == 0 and c == 0.0)]
+        if members:
+            found.append((sum(confidences[i] for i in members) / len(members),
+                          sum(correct[i] for i in members) / len(members), len(members)))
+    return found
+
+
 def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = 10) -> float:
     """Return ECE: the |accuracy - confidence| of equal-width confidence bins, weighted by their share."""
     if not confidences:
         return math.nan
     total, error = len(confidences), 0.0
-    for b in range(bins):
-        low, high = b / bins, (b + 1) / bins
-        members = [i for i, c in enumerate(confidences) if (low < c <= high) or (b == 0 and c == 0.0)]
-        if members:
-            accuracy = sum(correct[i] for i in members) / len(members)
-            confidence = sum(confidences[i] for i in members) / len(members)
-            error += len(members) / total * abs(accuracy - confidence)
+    for confidence, accuracy, members in calibration_bins(confidences, correct, bins):
+        error += members / total * abs(accuracy - confidence)
     return error
 
 

