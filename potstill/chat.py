@@ -7,6 +7,12 @@ the same ids, as logit KD needs (`tokenizer_differences`).
 from __future__ import annotations
 
 
+def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """Return the ids of the chat-templated `messages` (the turns before a reply) up to the generation prompt."""
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
 def tokenize_chat(tokenizer, messages: list[dict], max_seq_len: int) -> dict:
     """Return input_ids, labels (assistant tokens only) and where the response starts.
 
@@ -14,12 +20,11 @@ def tokenize_chat(tokenizer, messages: list[dict], max_seq_len: int) -> dict:
     on its own and closed with the end-of-turn token, so its token boundaries are exactly the
     ones a teacher sharing this tokenizer produced (needed to line up API logprobs).
     """
-    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    prompt = prompt_ids(tokenizer, messages[:-1])
     response_ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
-    ids = (prompt_ids + response_ids + [tokenizer.eos_token_id])[:max_seq_len]
-    labels = ([-100] * len(prompt_ids) + response_ids + [tokenizer.eos_token_id])[:max_seq_len]
-    return {"input_ids": ids, "labels": labels, "response_start": len(prompt_ids)}
+    ids = (prompt + response_ids + [tokenizer.eos_token_id])[:max_seq_len]
+    labels = ([-100] * len(prompt) + response_ids + [tokenizer.eos_token_id])[:max_seq_len]
+    return {"input_ids": ids, "labels": labels, "response_start": len(prompt)}
 
 
 SAMPLE_CHAT = [{"role": "user", "content": "What is the capital of France?"},

@@ -212,6 +212,21 @@ class TrainParams(_Section):
     launcher: Literal["single", "ddp", "fsdp", "deepspeed"]
 
 
+class OnPolicyParams(_Section):
+    steps: int = Field(ge=0)
+    lmbda: float = Field(ge=0.0, le=1.0)
+    loss: Literal["reverse_kl", "jsd", "forward_kl"]
+    beta: float = Field(gt=0.0, lt=1.0)
+    resample_every: int = Field(ge=1)
+    max_new_tokens: int = Field(ge=1)
+    sample_temperature: float = Field(ge=0.0, le=2.0)
+    learning_rate: float = Field(gt=0.0, le=1.0)
+    warmup_steps: int = Field(ge=0)
+    scorer: Literal["local", "api"]
+    top_k: int = Field(ge=1, le=1024)
+    rollout_batch_size: int = Field(ge=1)
+
+
 class LoraParams(_Section):
     r: int = Field(ge=1, le=1024)
     alpha: float = Field(gt=0)
@@ -352,6 +367,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "kd": KDParams,
     "train": TrainParams,
     "lora": LoraParams,
+    "onpolicy": OnPolicyParams,
     "quantize": QuantizeParams,
     "evaluate": EvaluateParams,
     "hardware": HardwareParams,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import threading
 import time
 import urllib.parse
@@ -136,7 +137,8 @@ class _FakeHandler(_Handler):
         fake.enter()
         try:
             fake.stopping.wait(fake.delay_s)
-            reply = fake.reply(body)
+            reply = fake.completion(body) if self.path.endswith("/completions") and "chat" not in self.path \
+                else fake.reply(body)
         finally:
             fake.leave()
         self.send_body(200, json.dumps(reply).encode())
@@ -154,8 +156,11 @@ class FakeOpenAI(_Served):
 
     def __init__(self, delay_s: float = 0.0, completion_tokens: int = 8, model: str = "fake",
                  max_handlers: int = 64, lifetime_s: float = 120.0, api_key: str | None = None,
-                 auth_status: int = 401, responder: Callable[[list[dict]], str] | None = None):
+                 auth_status: int = 401, responder: Callable[[list[dict]], str] | None = None,
+                 prompt_logprobs: bool = False, decode: Callable[[int], str] | None = None):
         super().__init__(_FakeHandler, max_handlers, lifetime_s)
+        # Like vLLM when True: /v1/completions honours `prompt_logprobs`; like llama.cpp when False (ignored).
+        self.prompt_logprobs, self.decode = prompt_logprobs, decode or str
         self.api_key, self.auth_status, self.rejected = api_key, auth_status, 0
         self.delay_s, self.completion_tokens, self.model = delay_s, completion_tokens, model
         self.responder = responder
@@ -174,6 +179,22 @@ class FakeOpenAI(_Served):
     def leave(self) -> None:
         with self._count_lock:
             self.in_flight -= 1
+
+    def completion(self, body: dict) -> dict:
+        """Return a /v1/completions reply; with prompt_logprobs on, each choice scores its prompt (vLLM)."""
+        prompts = body.get("prompt") or [[]]
+        prompts = [prompts] if prompts and isinstance(prompts[0], int) else prompts
+        choices = []
+        for index, ids in enumerate(prompts):
+            choice = {"index": index, "text": " more", "finish_reason": "length", "logprobs": None}
+            if self.prompt_logprobs and body.get("prompt_logprobs") is not None:
+                choice["prompt_logprobs"] = fake_prompt_logprobs(ids, max(int(body["prompt_logprobs"]), 1),
+                                                                 self.decode)
+            choices.append(choice)
+        return {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()),
+                "model": body.get("model", self.model), "choices": choices,
+                "usage": {"prompt_tokens": sum(len(p) for p in prompts), "completion_tokens": len(prompts),
+                          "total_tokens": sum(len(p) for p in prompts) + len(prompts)}}
 
     def reply(self, body: dict) -> dict:
         """Return the chat completion for a request body (with top logprobs if it asked for them)."""
@@ -203,6 +224,19 @@ class FakeOpenAI(_Served):
                 "model": body.get("model", self.model), "choices": [choice],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
                           "total_tokens": prompt_tokens + len(words)}}
+
+
+def fake_prompt_logprobs(ids: list[int], k: int, decode: Callable[[int], str] = str) -> list[dict | None]:
+    """Return what the fake server reports for a token-id prompt, vLLM's shape: None, then per token
+    {id: {logprob, rank, decoded_token}}: the token itself at log(0.5), rank 1, and k - 1 neighbours
+    (id + j) at log(0.5 / 2^j), as vLLM lists the top-k plus the token actually there."""
+    entries: list[dict | None] = [None]
+    for token in ids[1:]:
+        entry = {str(token): {"logprob": math.log(0.5), "rank": 1, "decoded_token": decode(token)}}
+        for j in range(1, k):
+            entry[str(token + j)] = {"logprob": math.log(0.5 / 2**j), "rank": j + 1, "decoded_token": decode(token + j)}
+        entries.append(entry)
+    return entries
 
 
 def _error(message: str, kind: str) -> bytes:

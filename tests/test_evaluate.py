@@ -155,9 +155,10 @@ def test_degenerate_answers_and_their_share():
 
     loop = "To fall asleep, you can fall asleep at a sleep. " * 6
     assert is_degenerate(loop) and not is_degenerate("Paris is the capital of France, on the Seine.")
-    answers = [{"degenerate": d, "cut_off": c, "words": w} for d, c, w in
+    answers = [{"degenerate": d, "cut_off": c, "words": w, "tokens": 2 * w} for d, c, w in
                [(True, True, 60), (False, False, 10), (False, False, 20), (False, True, 30)]]
-    assert answer_figures(answers) == {"degenerate_share": 0.25, "cut_off_share": 0.5, "answer_words": 30.0}
+    assert answer_figures(answers) == {"degenerate_share": 0.25, "cut_off_share": 0.5, "answer_words": 30.0,
+                                       "answer_tokens": 60.0}
 
 
 def test_bootstrap_intervals_cover_the_estimate_and_narrow_with_more_prompts():
@@ -179,3 +180,29 @@ def test_bootstrap_intervals_cover_the_estimate_and_narrow_with_more_prompts():
     ci = intervals(record)
     assert set(ci) == {"heldout_nll", "kl_vs_teacher", "top1_vs_teacher", "degenerate_share"}
     assert ci["heldout_nll"][0] <= 1.9 <= ci["heldout_nll"][1] and ci["top1_vs_teacher"][1] <= 1.0
+
+
+def test_onpolicy_kl_scores_each_models_own_answers_against_the_teacher(tiny_model_dir, tokenizer):
+    """Zero for the teacher's own answers; for another model, torch's KL(model || teacher) on the tokens it wrote."""
+    from potstill.evaluation.metrics import answer_prompts, hf_generate_fn, hf_logits_fn, intervals, onpolicy_kl
+    from potstill.models import tiny_llama
+
+    teacher = load_checked(tiny_model_dir)
+    prompts = [(q, tokenizer(q, add_special_tokens=False)["input_ids"]) for q in ("The sky is", "Two plus two")]
+    own = answer_prompts(hf_generate_fn(teacher, tokenizer), tokenizer, prompts, max_new_tokens=6)
+    assert onpolicy_kl(hf_logits_fn(teacher), hf_logits_fn(teacher), prompts, own)["onpolicy_kl"] == pytest.approx(
+        0.0, abs=1e-5)
+    student = tiny_llama(tokenizer, seed=7).eval()
+    answers = answer_prompts(hf_generate_fn(student, tokenizer), tokenizer, prompts, max_new_tokens=6)
+    figures = onpolicy_kl(hf_logits_fn(student), hf_logits_fn(teacher), prompts, answers)
+    total, tokens = 0.0, 0
+    for (_, ids), answer in zip(prompts, answers, strict=True):
+        sequence = torch.tensor([ids + answer["ids"]])
+        with torch.no_grad():
+            s_log = torch.log_softmax(student(sequence).logits[0, len(ids) - 1:-1], -1)
+            t_log = torch.log_softmax(teacher(sequence).logits[0, len(ids) - 1:-1], -1)
+        total += float(torch.nn.functional.kl_div(t_log, s_log, log_target=True, reduction="sum"))
+        tokens += len(answer["ids"])
+    assert tokens == 12 and figures["onpolicy_kl"] == pytest.approx(total / tokens, rel=1e-4)
+    low, high = intervals(figures)["onpolicy_kl"]
+    assert low <= figures["onpolicy_kl"] <= high

@@ -162,12 +162,27 @@ def test_tiny_model_shares_the_shipped_vocabulary(tokenizer, tiny_model_dir):
         assert model(torch.tensor([[1, 2, 3]])).logits.shape == (1, 3, 49152)
 
 
-def test_train_killed_mid_run_resumes_and_ends_where_an_uninterrupted_run_would(
-        tiny_run, tiny_model_dir, tmp_path, state_dir):
+def kill_at_first_checkpoint(cmd: list[str], folder, pattern: str, timeout_s: float = 240) -> None:
+    """Start the train command, SIGKILL it shortly after its first checkpoint matching `pattern` is complete."""
     import signal
     import subprocess
-    import sys
     import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while not list(folder.glob(pattern)):
+        assert proc.poll() is None, "train finished before it could be killed"
+        assert time.monotonic() < deadline, f"no checkpoint {pattern} appeared"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_train_killed_mid_run_resumes_and_ends_where_an_uninterrupted_run_would(
+        tiny_run, tiny_model_dir, tmp_path, state_dir):
+    import subprocess
+    import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
@@ -176,15 +191,7 @@ def test_train_killed_mid_run_resumes_and_ends_where_an_uninterrupted_run_would(
            "--student", str(tiny_model_dir), "--curated", str(tiny_run / "curated"),
            "--generated", str(tiny_run / "generated"), "--soft-targets", str(tmp_path / "none"),
            "--out", str(tmp_path / "adapter"), "--live", str(tmp_path / "live")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while not list((state_dir / "checkpoints").glob("*/checkpoint-*/trainer_state.json")):
-        assert proc.poll() is None, "train finished before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_at_first_checkpoint(cmd, state_dir / "checkpoints", "*/checkpoint-*/trainer_state.json")
     assert not (tmp_path / "adapter").exists()  # a killed run leaves no output to mistake for one
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -442,3 +449,91 @@ def test_grad_accumulation_gives_the_gradients_of_one_big_batch_and_logs_what_is
         assert log["loss"] == pytest.approx(0.9 * log["kd_loss"] + 0.1 * log["ce_loss"], rel=1e-5)
     assert accumulated_log["loss"] == pytest.approx(big_log["loss"], rel=1e-5)
     assert accumulated_log["grad_norm"] == pytest.approx(big_log["grad_norm"], rel=1e-4)
+
+
+def onpolicy_params(root, **onpolicy):
+    import yaml
+
+    path = local_params(root)
+    params = yaml.safe_load(path.read_text())
+    params["train"].update({"max_steps": 2, "save_steps": 2})
+    params["onpolicy"].update({"steps": 6, "lmbda": 0.5, "resample_every": 2, "max_new_tokens": 8,
+                               "rollout_batch_size": 4, "top_k": 4, "learning_rate": 1e-3, **onpolicy})
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def rollout_steps(path) -> list[int]:
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+
+def test_the_onpolicy_phase_trains_on_the_students_rollouts_and_writes_them(tiny_run, local_teacher, tmp_path):
+    from potstill.distill.onpolicy import step_is_onpolicy
+    from stages.train import app
+
+    expected = [step for step in range(6) for _ in range(2) if step_is_onpolicy(0, step, 0.5)]  # 2 rows a step
+    assert 0 < len(expected) < 12  # both kinds of step occur with this seed
+    params = onpolicy_params(tmp_path)
+    rollouts = tmp_path / "rollouts.jsonl"
+    result = CliRunner().invoke(app, [*local_args(tiny_run, local_teacher, params, tmp_path),
+                                      "--rollouts", str(rollouts)])
+    assert result.exit_code == 0, result.output
+    assert rollout_steps(rollouts) == expected
+    for row in map(json.loads, rollouts.read_text().splitlines()):
+        assert row["prompt"].startswith("Question") and len(row["tokens"]) == len(row["teacher_logprobs"]) >= 1
+        assert all(lp <= 0 for lp in row["teacher_logprobs"])
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert metrics["final/global_step"] == 2 and metrics["final/onpolicy_steps"] == 6
+    assert metrics["final/rollouts"] == len(expected)
+    curve = (tmp_path / "live" / "plots" / "metrics" / "onpolicy_loss.tsv").read_text().splitlines()[1:]
+    # Logged after the off-policy steps, at the on-policy steps (offset by train.max_steps).
+    assert [int(line.split("\t")[0]) for line in curve] == sorted({2 + step + 1 for step in expected})
+    assert all(math.isfinite(float(line.split("\t")[-1])) for line in curve)
+
+
+def test_the_onpolicy_phase_refuses_a_teacher_without_weights_or_with_an_api_that_cannot_score(
+        tiny_run, local_teacher, tmp_path):
+    import yaml
+
+    from stages.train import app
+    from tests.fake_endpoint import FakeOpenAI
+
+    params = onpolicy_params(tmp_path)
+    args = local_args(tiny_run, local_teacher, params, tmp_path)
+    args[args.index("--teacher") + 1] = str(tmp_path / "no-teacher")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and "onpolicy.scorer local" in result.output
+    with FakeOpenAI(prompt_logprobs=False) as server:
+        raw = yaml.safe_load(params.read_text())
+        raw["teacher"]["base_url"], raw["onpolicy"]["scorer"] = server.base_url, "api"
+        params.write_text(yaml.safe_dump(raw))
+        result = CliRunner().invoke(app, local_args(tiny_run, local_teacher, params, tmp_path))
+    assert result.exit_code != 0 and "llama.cpp" in result.output
+    assert not (tmp_path / "live").exists()  # refused before any training
+
+
+def test_train_killed_in_the_onpolicy_phase_resumes_there_and_ends_at_the_same_step(
+        tiny_run, local_teacher, tmp_path, state_dir):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from potstill.distill.onpolicy import step_is_onpolicy
+
+    root = Path(__file__).resolve().parents[1]
+    params = onpolicy_params(tmp_path, steps=60, resample_every=2)
+    rollouts = tmp_path / "rollouts.jsonl"
+    cmd = [sys.executable, str(root / "stages/train.py"),
+           *local_args(tiny_run, local_teacher, params, tmp_path), "--rollouts", str(rollouts)]
+    kill_at_first_checkpoint(cmd, state_dir / "checkpoints", "*/onpolicy/checkpoint-*/trainer_state.json")
+    assert not rollouts.exists()
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming the on-policy phase" in rerun.stdout
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert metrics["final/onpolicy_steps"] == 60 and metrics["final/global_step"] == 2
+    assert 2 <= metrics["final/onpolicy_resumed_from_step"] < 60
+    # Every on-policy step's rollouts once: none lost with the kill, none doubled by the resume.
+    assert rollout_steps(rollouts) == [step for step in range(60) for _ in range(2) if step_is_onpolicy(0, step, 0.5)]
+    assert not list((state_dir / "checkpoints").glob("*/onpolicy"))

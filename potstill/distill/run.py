@@ -8,6 +8,8 @@ picks up a checkpoint of an interrupted run with the same params and inputs, tra
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from potstill.device import describe, resolve_device, resolve_dtype
 from potstill.distill.checkpoints import checkpoint_dir, last_complete_checkpoint
 from potstill.distill.data import DistillCollator, build_dataset, soft_targets_for
 from potstill.distill.kd import exact_tail
+from potstill.distill.onpolicy import ROLLOUTS_FILE, OnPolicyTrainer, training_prompts, truncate_rollouts
 from potstill.distill.trainer import (
     PROJECTION_MODULE,
     DistillTrainer,
@@ -51,14 +54,19 @@ def accelerate_command(launcher: str, script: Path, script_args: list[str]) -> l
 
 
 def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Path,
-              soft_targets_dir: Path, out_dir: Path, live_dir: Path, teacher_dir: Path | None = None) -> dict:
+              soft_targets_dir: Path, out_dir: Path, live_dir: Path, teacher_dir: Path | None = None,
+              rollouts_out: Path | None = None) -> dict:
     """Return the final metrics after fitting the student (LoRA adapter or full weights) into out_dir.
 
     `teacher_dir` (the local teacher checkpoint) is read with kd.source local: its size for the
-    teacher-vs-student check, and its hidden states when kd.hidden_weight > 0.
+    teacher-vs-student check, and its hidden states when kd.hidden_weight > 0; and with
+    onpolicy.scorer local, to score the student's rollouts. With onpolicy.steps > 0 an on-policy
+    phase follows the off-policy steps (potstill.distill.onpolicy); its rollouts go to `rollouts_out`
+    (an empty file when the phase is off).
     """
-    params = load_params(params_path, "kd", "train", "lora", "hardware")
+    params = load_params(params_path, "kd", "train", "lora", "hardware", "onpolicy")
     kd, train, lora, hardware = params["kd"], params["train"], params["lora"], params["hardware"]
+    onpolicy = params["onpolicy"]
     from dvclive import Live
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, TrainingArguments
@@ -86,6 +94,7 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
         teacher = load_checked(teacher_dir)
         layer_map = dict(kd.hidden_layer_map) if kd.hidden_layer_map else read_layer_map(student_dir)
         check_hidden_matching(model, teacher, layer_map)
+    scorer = rollout_scorer(params_path, onpolicy, train, tokenizer, teacher_dir) if onpolicy.steps else None
     if train.method == "lora":
         model = get_peft_model(model, LoraConfig(
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
@@ -96,31 +105,35 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
     checkpoints = checkpoint_dir(
         {name: section.model_dump() for name, section in params.items()},
         [student_dir, *splits.values(), soft_targets_dir, generated / "logprobs.jsonl",
-         *([teacher_dir] if teacher is not None else [])],  # hidden matching learns from the teacher's weights
+         # hidden matching learns from the teacher's weights; on-policy steps from its scores
+         *([teacher_dir] if teacher is not None or (scorer is not None and onpolicy.scorer == "local") else [])],
     )
     select_best = train.select_best and has_val
     if train.select_best and not has_val:
         print("train: warning: train.select_best needs a validation split (curate.val_fraction > 0); "
-                   "keeping the last checkpoint", err=True)
+                   "keeping the last checkpoint", file=sys.stderr)
     resume = last_complete_checkpoint(checkpoints)
     if resume:
         print(f"train: resuming from {resume}")
     device = resolve_device(hardware.device)
     dtype = resolve_dtype(hardware.dtype, device)
     print(f"train: {describe(device, dtype)}")
-    args = TrainingArguments(
-        output_dir=str(checkpoints), max_steps=train.max_steps, learning_rate=train.learning_rate,
-        lr_scheduler_type=train.lr_scheduler, warmup_steps=train.warmup_steps,
+    common = dict(
         per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
         gradient_accumulation_steps=train.grad_accum, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
-        logging_steps=train.logging_steps, eval_strategy="steps" if has_val else "no",
+        logging_steps=train.logging_steps, save_strategy="steps", save_total_limit=2, report_to=[],
+        remove_unused_columns=False, seed=train.seed, data_seed=train.seed, use_cpu=device.type == "cpu",
+        dataloader_num_workers=0,
+    )
+    args = TrainingArguments(
+        output_dir=str(checkpoints), max_steps=train.max_steps, learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler, warmup_steps=train.warmup_steps,
+        eval_strategy="steps" if has_val else "no",
         # select_best compares checkpoints by validation loss, so evaluation runs at every checkpoint.
         eval_steps=train.save_steps if select_best else max(train.max_steps // 4, 1),
-        save_strategy="steps", save_steps=train.save_steps,
-        load_best_model_at_end=select_best, metric_for_best_model="eval_loss", greater_is_better=False,
-        save_total_limit=2, report_to=[], remove_unused_columns=False, seed=train.seed,
-        data_seed=train.seed, use_cpu=device.type == "cpu", dataloader_num_workers=0,
+        save_steps=train.save_steps,
+        load_best_model_at_end=select_best, metric_for_best_model="eval_loss", greater_is_better=False, **common,
     )
     # Under accelerate launch every process runs this function; only the main one writes outputs.
     is_main = args.process_index == 0
@@ -131,22 +144,59 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
     for warning in warnings if is_main else []:
         print(f"train: warning: {warning}", file=sys.stderr)
     live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None, resume=bool(resume)) if is_main else None
-    trainer = DistillTrainer(
-        model=model, args=args, train_dataset=data["train"],
-        eval_dataset=data["val"] if has_val else None,
-        data_collator=DistillCollator(tokenizer.pad_token_id, k),
-        callbacks=[step_aligned_dvclive_callback(live)] if is_main else [],
+    trainer_settings = dict(
         kd_alpha=kd.alpha if kd.source != "none" else 0.0, kd_temperature=kd.temperature,
         capture_temperature=capture_temperature, kd_tail=kd.tail, kd_loss=kd.loss, jsd_beta=kd.jsd_beta,
         kd_chunk_rows=kd.chunk_rows,
         vocab_limit=len(tokenizer) if model.get_input_embeddings().num_embeddings > len(tokenizer) else None,
         teacher=teacher, layer_map=layer_map, hidden_weight=kd.hidden_weight, hidden_loss=kd.hidden_loss,
     )
-    result = trainer.train(resume_from_checkpoint=resume)
-    final = {"train_loss": result.training_loss, "global_step": result.global_step, **align_stats,
-             "train_rows": len(data["train"]), "val_rows": len(data["val"]) if has_val else 0,
-             "resumed_from_step": int(resume.rsplit("-", 1)[-1]) if resume else 0,
-             "selected_step": _step_of(trainer.state.best_model_checkpoint) if select_best else result.global_step}
+    trainer = DistillTrainer(
+        model=model, args=args, train_dataset=data["train"],
+        eval_dataset=data["val"] if has_val else None,
+        data_collator=DistillCollator(tokenizer.pad_token_id, k),
+        callbacks=[step_aligned_dvclive_callback(live)] if is_main else [],
+        **trainer_settings,
+    )
+    phase2_dir, phase1_file = checkpoints / "onpolicy", checkpoints / "offpolicy.json"
+    resume2 = last_complete_checkpoint(phase2_dir) if onpolicy.steps else None
+    if resume2 is None:
+        result = trainer.train(resume_from_checkpoint=resume)
+        final = {"train_loss": result.training_loss, "global_step": result.global_step, **align_stats,
+                 "train_rows": len(data["train"]), "val_rows": len(data["val"]) if has_val else 0,
+                 "resumed_from_step": int(resume.rsplit("-", 1)[-1]) if resume else 0,
+                 "selected_step": _step_of(trainer.state.best_model_checkpoint) if select_best else result.global_step}
+        if onpolicy.steps and is_main:
+            phase1_file.write_text(json.dumps(final))
+    elif not phase1_file.is_file():
+        raise InputError(f"{phase1_file}: not found beside the on-policy checkpoints; "
+                         f"delete {checkpoints} to start over")
+    else:
+        final = json.loads(phase1_file.read_text())
+        print(f"train: off-policy phase done; resuming the on-policy phase from {resume2}")
+    rollouts_file = phase2_dir / ROLLOUTS_FILE
+    if onpolicy.steps:
+        phase2_dir.mkdir(parents=True, exist_ok=True)
+        truncate_rollouts(rollouts_file, _step_of(resume2))  # what a resume samples again goes
+        # Checkpoints on rollout-round boundaries: a resume samples its round again from the same weights.
+        every = onpolicy.resample_every
+        args2 = TrainingArguments(
+            output_dir=str(phase2_dir), max_steps=onpolicy.steps, learning_rate=onpolicy.learning_rate,
+            lr_scheduler_type="constant_with_warmup", warmup_steps=onpolicy.warmup_steps, eval_strategy="no",
+            save_steps=math.ceil(train.save_steps / every) * every, **common)
+        trainer = OnPolicyTrainer(
+            model=trainer.model, args=args2, train_dataset=data["train"],
+            eval_dataset=data["val"] if has_val else None,
+            data_collator=DistillCollator(tokenizer.pad_token_id, k),
+            callbacks=[step_aligned_dvclive_callback(live, offset=train.max_steps)] if is_main else [],
+            onpolicy=onpolicy, prompts=training_prompts(tokenizer, splits["train"]), scorer=scorer,
+            tokenizer_for_rollouts=tokenizer, seed=train.seed, rollouts_file=rollouts_file,
+            **trainer_settings,
+        )
+        result2 = trainer.train(resume_from_checkpoint=resume2)
+        final.update(onpolicy_steps=result2.global_step, onpolicy_train_loss=result2.training_loss,
+                     onpolicy_resumed_from_step=_step_of(resume2),
+                     rollouts=sum(1 for _ in rollouts_file.open()) if rollouts_file.is_file() else 0)
     if has_val:
         final.update(trainer.evaluate())  # every process: evaluation gathers across them
     final["warnings"] = warnings
@@ -162,9 +212,51 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
+    if rollouts_out is not None:
+        rollouts_out.parent.mkdir(parents=True, exist_ok=True)
+        partial = rollouts_out.with_name(rollouts_out.name + ".partial")
+        partial.write_bytes(rollouts_file.read_bytes() if onpolicy.steps and rollouts_file.is_file() else b"")
+        partial.replace(rollouts_out)
     # The output is safe: the checkpoints have done their job.
     shutil.rmtree(checkpoints, ignore_errors=True)
     return final
+
+
+def rollout_scorer(params_path: Path, onpolicy, train, tokenizer, teacher_dir: Path | None):
+    """Return what scores the on-policy rollouts, refusing before any training what cannot.
+
+    local: the teacher checkpoint, which must share the student's token ids. api: the first
+    teacher.base_url, which must return vLLM's prompt log-probs and read ids as the student does.
+    """
+    if train.launcher != "single":
+        raise InputError(f"onpolicy.steps > 0 runs with train.launcher: single for now (got {train.launcher}); "
+                         "set train.launcher: single, or onpolicy.steps: 0")
+    if onpolicy.scorer == "api":
+        from potstill.distill.onpolicy import PromptLogprobsScorer
+        from potstill.teacher.client import make_client
+
+        teacher = load_params(params_path, "teacher")["teacher"]
+        urls = [teacher.base_url] if isinstance(teacher.base_url, str) else (teacher.base_url or [])
+        if not urls:
+            raise InputError("onpolicy.scorer api needs teacher.base_url (a vLLM server); the embedded llama.cpp "
+                             "teacher cannot score given text (no prompt log-probs). Use onpolicy.scorer: local")
+        scorer = PromptLogprobsScorer(make_client(urls[0], teacher.api_key_env, teacher.timeout_s), teacher.model,
+                                      onpolicy.top_k, urls[0])
+        scorer.check(tokenizer, tokenizer("The sky is blue.", add_special_tokens=False)["input_ids"])
+        return scorer
+    if teacher_dir is None or not teacher_dir.is_dir() or not weights_dir(teacher_dir):
+        raise InputError(f"onpolicy.scorer local scores rollouts with the teacher checkpoint; {teacher_dir} holds "
+                         "none (teacher.weights none?). Give the teacher's weights, or onpolicy.scorer: api")
+    from potstill.chat import tokenizer_differences
+    from potstill.distill.onpolicy import LocalScorer
+    from potstill.models import load_checked
+
+    differences = tokenizer_differences(load_tokenizer(teacher_dir), tokenizer)
+    if differences:
+        raise InputError("onpolicy.scorer local: the teacher and student tokenizers differ, and the teacher must "
+                         "score the student's token ids:\n  " + "\n  ".join(differences)
+                         + "\nUse a student of the teacher's family, or onpolicy.steps: 0")
+    return LocalScorer(load_checked(teacher_dir), onpolicy.top_k, len(tokenizer), tokenizer.pad_token_id)
 
 
 def _step_of(checkpoint: str | None) -> int:

@@ -138,6 +138,8 @@ class DistillTrainer(Trainer):
         self.vocab_limit = vocab_limit
         self._terms: dict[str, list[float]] = defaultdict(list)
         self._last_logged_step: int | None = None  # set when training (or a resumed run) starts
+        # Loss settings for rollouts of the student (set by OnPolicyTrainer): the divergence alone, at T=1.
+        self.onpolicy_loss: dict = {}
 
     def _teacher_layers(self, inputs) -> list[torch.Tensor]:
         self.teacher.to(inputs["input_ids"].device)
@@ -155,6 +157,8 @@ class DistillTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         kd_ids, kd_logprobs, kd_mask = inputs.pop("kd_ids"), inputs.pop("kd_logprobs"), inputs.pop("kd_mask")
         labels = inputs.pop("labels")
+        # Rollouts of the student (potstill.distill.onpolicy) are marked: their loss is `onpolicy_loss`.
+        onpolicy = inputs.pop("onpolicy", None) is not None
         # Training: the step's counts (a sum over micro-batches and processes makes the step's mean);
         # evaluation: this batch's own counts (a mean per batch).
         step = model.training and num_items_in_batch is not None
@@ -173,15 +177,20 @@ class DistillTrainer(Trainer):
         settings = dict(alpha=self.kd_alpha, temperature=self.kd_temperature,
                         capture_temperature=self.capture_temperature, tail=self.kd_tail, loss=self.kd_loss,
                         jsd_beta=self.jsd_beta, normalizer=normalizer, vocab_limit=self.vocab_limit)
+        if onpolicy:
+            settings.update(self.onpolicy_loss)
         if head is not None:
             loss, ce, kd = chunked_distillation_loss(outputs.hidden_states[-1], head.weight, labels, kd_ids,
                                                      kd_logprobs, kd_mask, chunk_rows=self.kd_chunk_rows, **settings)
         else:
             loss, ce, kd = distillation_loss(outputs.logits, labels, kd_ids, kd_logprobs, kd_mask, **settings)
         prefix = "" if model.training else "eval_"
-        self._terms[f"{prefix}ce_loss"].append(float(ce))
-        if kd is not None:
-            self._terms[f"{prefix}kd_loss"].append(float(kd))
+        if onpolicy:
+            self._terms["onpolicy_loss"].append(float(kd) if kd is not None else 0.0)
+        else:
+            self._terms[f"{prefix}ce_loss"].append(float(ce))
+            if kd is not None:
+                self._terms[f"{prefix}kd_loss"].append(float(kd))
         if matching:
             hidden = hidden_state_loss(student_layers, self._teacher_layers(inputs), self.layer_map,
                                        labels, self.hidden_loss, getattr(unwrapped, PROJECTION_MODULE, None))
@@ -216,6 +225,10 @@ class DistillTrainer(Trainer):
 
             projections.load_state_dict(load_file(str(path)))
 
+    def steps_with(self, name: str, steps: int) -> int:
+        """Return how many of the `steps` optimizer steps since the last log carry loss term `name` (all, here)."""
+        return steps
+
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """Add the mean of each loss term since the last log, on the same footing as `loss`.
 
@@ -227,7 +240,7 @@ class DistillTrainer(Trainer):
         steps = max(self.state.global_step - (self._last_logged_step or 0), 1)
         for name in list(self._terms):
             if name.startswith("eval_") == evaluating and self._terms[name]:
-                count = len(self._terms[name]) if evaluating else steps
+                count = len(self._terms[name]) if evaluating else max(self.steps_with(name, steps), 1)
                 logs[name] = sum(self._terms[name]) / count
                 self._terms[name].clear()
         if not evaluating:
@@ -261,14 +274,20 @@ def compatibility_warnings(teacher_parameters: int, student_parameters: int) -> 
             "or keep fewer layers (student.keep_layers)"]
 
 
-def step_aligned_dvclive_callback(live):
-    """Return a DVCLive callback whose x axis is the optimizer step, not the count of log calls."""
+def step_aligned_dvclive_callback(live, offset: int = 0):
+    """Return a DVCLive callback whose x axis is the optimizer step (+ `offset`), not the count of log calls.
+
+    It leaves `live.end()` to its caller: the on-policy phase logs on after the off-policy one ends.
+    """
     from transformers.integrations import DVCLiveCallback
 
     class StepAligned(DVCLiveCallback):
         def on_log(self, args, state, control, model=None, logs=None, **kwargs):
             if self.live is not None:
-                self.live.step = state.global_step
+                self.live.step = state.global_step + offset
             super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            pass
 
     return StepAligned(live=live)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from potstill.chat import tokenize_chat
+from potstill.chat import prompt_ids, tokenize_chat
 from potstill.errors import InputError
 from potstill.io import read_jsonl
 from potstill.text import is_degenerate, words
@@ -141,6 +141,9 @@ def intervals(record: dict) -> dict[str, list[float]]:
         if rows.get("kl"):
             found["kl_vs_teacher"] = bootstrap_interval(rows["kl"], rows["tokens"])
             found["top1_vs_teacher"] = bootstrap_interval(rows["agree"], rows["tokens"])
+    onpolicy = record.get("onpolicy_rows") or {}
+    if onpolicy.get("tokens"):
+        found["onpolicy_kl"] = bootstrap_interval(onpolicy["kl"], onpolicy["tokens"])
     answers = record.get("answers") or []
     if answers:
         found["degenerate_share"] = bootstrap_interval([float(a["degenerate"]) for a in answers])
@@ -201,8 +204,7 @@ def held_out_prompts(tokenizer, test_file: Path) -> list[tuple[str, list[int]]]:
     """Return (user prompt, chat-templated prompt ids) for every held-out row, in file order."""
     prompts = []
     for _, row in read_jsonl(test_file):
-        text = tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False, add_generation_prompt=True)
-        prompts.append((row["messages"][-2]["content"], tokenizer(text, add_special_tokens=False)["input_ids"]))
+        prompts.append((row["messages"][-2]["content"], prompt_ids(tokenizer, row["messages"][:-1])))
     if not prompts:
         raise InputError(f"{test_file}: no held-out rows to answer")
     return prompts
@@ -221,7 +223,9 @@ def answer_prompts(generate_fn: GenerateFn, tokenizer, prompts: list[tuple[str, 
     for question, ids in tqdm(prompts, desc="greedy answers", unit="prompt", leave=False):
         new = generate_fn(ids, max_new_tokens)
         text = tokenizer.decode(new, skip_special_tokens=True)
-        answers.append({"prompt": question, "answer": text, "tokens": len(new),
+        # The ids a user's reader saw, end-of-turn included when the answer stopped there (on-policy KL scores it).
+        seen = new + ([tokenizer.eos_token_id] if len(new) < max_new_tokens else [])
+        answers.append({"prompt": question, "answer": text, "tokens": len(new), "ids": seen,
                         "cut_off": len(new) >= max_new_tokens, "degenerate": is_degenerate(text),
                         "words": len(words(text))})
     return answers
@@ -232,7 +236,33 @@ def answer_figures(answers: list[dict]) -> dict:
     n = max(len(answers), 1)
     return {"degenerate_share": sum(a["degenerate"] for a in answers) / n,
             "cut_off_share": sum(a["cut_off"] for a in answers) / n,
-            "answer_words": sum(a["words"] for a in answers) / n}
+            "answer_words": sum(a["words"] for a in answers) / n,
+            "answer_tokens": sum(a["tokens"] for a in answers) / n}
+
+
+def onpolicy_kl(logits_fn: LogitsFn, teacher_logits_fn: LogitsFn, prompts: list[tuple[str, list[int]]],
+                answers: list[dict]) -> dict:
+    """Return onpolicy_kl: KL(model || teacher) per token on the model's OWN greedy answers, full vocabulary.
+
+    What a user experiences: the teacher-forced KL (kl_vs_teacher) is measured on the teacher's
+    text, this one on the text the model actually writes (end-of-turn included where it stopped).
+    Per-answer sums are kept (`onpolicy_rows`) for the bootstrap interval. Read it with the
+    degenerate share and the answer length: a teacher shown a looping prefix predicts more of the
+    loop, so loops can score well here (TRAPS.md).
+    """
+    rows: dict[str, list[float]] = {"kl": [], "tokens": []}
+    for (_, ids), answer in zip(prompts, answers, strict=True):
+        new = answer["ids"]
+        if not new:
+            continue
+        sequence, start = ids + new, len(ids) - 1
+        model_logits, teacher_logits = logits_fn(sequence), teacher_logits_fn(sequence)
+        vocab = min(model_logits.shape[-1], teacher_logits.shape[-1])  # padded vocabularies: the shared ids
+        mine = torch.log_softmax(model_logits[start:len(sequence) - 1, :vocab].float(), dim=-1)
+        theirs = torch.log_softmax(teacher_logits[start:len(sequence) - 1, :vocab].float(), dim=-1)
+        rows["kl"].append(float((mine.exp() * (mine - theirs)).sum()))
+        rows["tokens"].append(len(new))
+    return {"onpolicy_kl": sum(rows["kl"]) / max(sum(rows["tokens"]), 1), "onpolicy_rows": rows}
 
 
 def time_generation(generate_fn: GenerateFn, prompts: list[tuple[str, list[int]]], new_tokens: int) -> dict:

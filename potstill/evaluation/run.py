@@ -31,6 +31,7 @@ from potstill.evaluation.metrics import (
     hf_generate_fn,
     hf_logits_fn,
     intervals,
+    onpolicy_kl,
     teacher_logprobs,
     time_generation,
 )
@@ -44,7 +45,7 @@ from potstill.weights import load_tokenizer
 
 # Per-model fields kept in the cache and used by gates and the report, but not written to eval.json
 # (too large for `dvc exp show`).
-DETAIL_FIELDS = ("items", "argmax", "samples", "rows", "answers", "categories", "outputs")
+DETAIL_FIELDS = ("items", "argmax", "samples", "rows", "answers", "categories", "outputs", "onpolicy_rows")
 
 
 @dataclass
@@ -95,8 +96,12 @@ def load_model(kind: str, folder: Path, base: Path | None = None, device: torch.
 
 
 def measure(kind: str, folder: Path, base: Path | None, ev, manager, rows, test_file: Path,
-            teacher_lp, merged_bytes: int, device: torch.device | None = None) -> dict:
-    """Return one model's full record: task scores, per-item results, distillation, answers, calibration, cost."""
+            teacher_lp, merged_bytes: int, device: torch.device | None = None, teacher_logits=None) -> dict:
+    """Return one model's full record: task scores, per-item results, distillation, answers, calibration, cost.
+
+    `teacher_logits` (the teacher's logits_fn; None for the teacher itself or without its weights)
+    adds the on-policy KL on the model's own answers.
+    """
     model = load_model(kind, folder, base, device)
     record = distill_metrics(model.logits_fn, rows, teacher_lp)
     if kind == "adapter":  # the merge check needs NLL and argmax only
@@ -105,6 +110,8 @@ def measure(kind: str, folder: Path, base: Path | None, ev, manager, rows, test_
                                                                       ev.limit)
     prompts = held_out_prompts(model.tokenizer, test_file)
     answers = answer_prompts(model.generate_fn, model.tokenizer, prompts, ev.max_answer_tokens)
+    if teacher_logits is not None:
+        record.update(onpolicy_kl(model.logits_fn, teacher_logits, prompts, answers))
     size = weight_bytes(folder)
     record.update(scores, items=items, categories=categories, outputs=outputs, **calibration,
                   size_bytes=size, size_mb=size / 2**20,
@@ -139,7 +146,7 @@ def run_evaluate(params_path: Path, models: dict[str, tuple[str, Path, Path | No
     # and there is no KL or top-1 to the teacher, only what each model does on its own.
     rows = heldout_rows(load_tokenizer(teacher_dir or models["student_base"][1]), test_file)
     merged_bytes = weight_bytes(models["merged"][1]) if "merged" in models else weight_bytes(teacher_dir)
-    teacher_lp, teacher_scored = None, teacher_dir is None
+    teacher_lp, teacher_logits, teacher_scored = None, None, teacher_dir is None
     results: dict[str, dict] = {}
     for name, (kind, folder, base) in models.items():
         key = (folder, base) if base is not None else folder
@@ -149,14 +156,21 @@ def run_evaluate(params_path: Path, models: dict[str, tuple[str, Path, Path | No
             results[name] = cached
             continue
         if not teacher_scored:  # the teacher's distribution on the held-out split, once for every model
-            teacher_lp = teacher_logprobs(hf_logits_fn(load_checked(teacher_dir).to(device)), rows)
+            teacher_logits = hf_logits_fn(load_checked(teacher_dir).to(device))  # kept: it scores every model's answers
+            teacher_lp = teacher_logprobs(teacher_logits, rows)
             teacher_scored = True
             gc.collect()
         print(f"evaluate: {name} ({folder})")
-        record = measure(kind, folder, base, ev, manager, rows, test_file, teacher_lp, merged_bytes, device)
+        record = measure(kind, folder, base, ev, manager, rows, test_file, teacher_lp, merged_bytes, device,
+                         teacher_logits=teacher_logits if name != teacher else None)
         results[name] = {**record, "ci95": intervals(record)}
         cache.put(key, results[name])
         gc.collect()
+    # Answer length against the teacher's: on-policy KL must not be bought with shorter answers.
+    reference = (results.get(teacher) or {}).get("answer_tokens")
+    for record in results.values():
+        if reference and record.get("answer_tokens") is not None:
+            record["answer_tokens_vs_teacher"] = record["answer_tokens"] / reference
     return results
 
 

@@ -10,7 +10,8 @@ scale (task scores, loops, KL). dvc.yaml declares it first, so it leads every vi
 from __future__ import annotations
 
 # What a distilled model is judged by, in column order (task scores come first, per task).
-STUDENT_FIELDS = ("kl_vs_teacher", "top1_vs_teacher", "degenerate_share", "size_mb", "ms_per_token")
+STUDENT_FIELDS = ("kl_vs_teacher", "top1_vs_teacher", "onpolicy_kl", "answer_tokens_vs_teacher", "degenerate_share",
+                  "size_mb", "ms_per_token")
 SCALE_FIELDS = {"teacher": ("degenerate_share",), "student_base": ("kl_vs_teacher", "degenerate_share")}
 PRIMARY_TASK_METRICS = ("acc", "exact_match")
 
