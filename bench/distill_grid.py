@@ -17,6 +17,17 @@ background and read the table when you like:
     nohup .venv/bin/python bench/distill_grid.py run --grid campaign > grid.log 2>&1 &
     .venv/bin/python bench/distill_grid.py table
     .venv/bin/python bench/distill_grid.py probe-layers     # untrained students only, no training
+
+The on-policy campaign (`run-onpolicy`, `table-onpolicy`) starts from the default off-policy
+student (models/merged) and continues it through the real train stage with `train.max_steps: 0`
+and `onpolicy.steps` more steps: lmbda 0 (more KD steps on teacher text, the control at equal
+steps), mixed, and on-policy only. Each row also has the on-policy KL on the model's own greedy
+answers (stopped at end-of-turn), answer length against the teacher's, 95% bootstrap intervals
+over the validation prompts, the tokens each arm processed (student training, student sampling,
+teacher scoring) and its minutes:
+
+    nohup .venv/bin/python bench/distill_grid.py run-onpolicy > onpolicy.log 2>&1 &
+    .venv/bin/python bench/distill_grid.py table-onpolicy
 """
 
 from __future__ import annotations
@@ -82,6 +93,15 @@ GRIDS = {
         {"alpha": 0.0},
         {"layers": "first7_last8", "method": "full", "lr": 1e-4, "temperature": 2.0, "alpha": 0.5},
     ],
+}
+
+
+# On-policy arms: continuations of the default student (models/merged). Params not named keep params.yaml's values.
+ONPOLICY_BASE = {"start": "models/merged", "onpolicy_steps": 40, "lmbda": 0.5, "loss": "jsd", "beta": 0.5,
+                 "sample_temperature": 0.7, "lr": 2e-5, "resample_every": 1, "max_new_tokens": 96}
+ONPOLICY_GRIDS = {
+    "onpolicy": [{"lmbda": 0.0}, {}, {"lmbda": 1.0}],
+    "onpolicy-levers": [{"sample_temperature": 0.0}, {"loss": "reverse_kl"}, {"lmbda": 0.25}],
 }
 
 
@@ -216,6 +236,110 @@ def run(grid: Annotated[str, typer.Option(help=f"one of {sorted(GRIDS)}")] = "ca
         append_row(out, row)
         print(f"{key}: kl {row['kl']:.3f} (before {before['kl']:.3f}) nll {row['nll']:.3f} top1 {row['top1']:.3f} "
               f"degenerate {row['degenerate']:.0%} in {minutes:.1f} min", flush=True)
+
+
+def onpolicy_references(tokenizer, teacher):
+    """Return the validation prompts, rows and the teacher's logits_fn, log-probs and answers (measured once)."""
+    from potstill.evaluation.metrics import answer_prompts, held_out_prompts, hf_generate_fn
+
+    prompts = held_out_prompts(tokenizer, SELECTION_SPLIT)
+    scored = heldout_rows(tokenizer, SELECTION_SPLIT)
+    logits = hf_logits_fn(teacher)
+    teacher_answers = answer_prompts(hf_generate_fn(teacher, tokenizer), tokenizer, prompts, MAX_NEW_TOKENS)
+    return prompts, scored, logits, teacher_logprobs(logits, scored), teacher_answers
+
+
+def onpolicy_quality(model, tokenizer, references) -> dict:
+    """Return teacher-forced and on-policy figures of one model on the validation split, with 95% intervals."""
+    from potstill.evaluation.metrics import (
+        answer_figures,
+        answer_prompts,
+        hf_generate_fn,
+        intervals,
+        onpolicy_kl,
+    )
+
+    prompts, scored, teacher_logits, teacher_lp, teacher_answers = references
+    record = distill_metrics(hf_logits_fn(model), scored, teacher_lp)
+    answers = answer_prompts(hf_generate_fn(model, tokenizer), tokenizer, prompts, MAX_NEW_TOKENS)
+    record.update(onpolicy_kl(hf_logits_fn(model), teacher_logits, prompts, answers), answers=answers,
+                  **answer_figures(answers))
+    teacher_tokens = answer_figures(teacher_answers)["answer_tokens"]
+    return {"kl": record["kl_vs_teacher"], "nll": record["heldout_nll"], "top1": record["top1_vs_teacher"],
+            "onpolicy_kl": record["onpolicy_kl"], "degenerate": record["degenerate_share"],
+            "answer_tokens": record["answer_tokens"], "length_vs_teacher": record["answer_tokens"] / teacher_tokens,
+            "ci95": intervals(record), "samples": [a["answer"] for a in answers[:4]]}
+
+
+def train_onpolicy(config: dict, folder: Path) -> tuple[float, dict]:
+    """Return (minutes, final train metrics) of the real train stage continuing config["start"] on-policy."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["max_steps"] = 0
+    params["onpolicy"].update({"steps": config["onpolicy_steps"], "lmbda": config["lmbda"], "loss": config["loss"],
+                               "beta": config["beta"], "sample_temperature": config["sample_temperature"],
+                               "learning_rate": config["lr"], "resample_every": config["resample_every"],
+                               "max_new_tokens": config["max_new_tokens"]})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    started = time.monotonic()
+    subprocess.run([sys.executable, str(ROOT / "stages/train.py"), "--params", str(folder / "params.yaml"),
+                    "--student", str(ROOT / config["start"]), "--teacher", str(ROOT / "models/teacher"),
+                    "--curated", str(ROOT / "data/curated"), "--generated", str(ROOT / "data/generated"),
+                    "--soft-targets", str(ROOT / "data/soft-targets"), "--out", str(folder / "adapter"),
+                    "--live", str(folder / "live"), "--rollouts", str(folder / "rollouts.jsonl")], check=True, cwd=ROOT)
+    final = json.loads((folder / "live" / "metrics.json").read_text())
+    return (time.monotonic() - started) / 60, {key.removeprefix("final/"): value for key, value in final.items()
+                                               if key.startswith("final/tokens_")}
+
+
+@app.command("run-onpolicy")
+def run_onpolicy(grid: Annotated[str, typer.Option(help=f"one of {sorted(ONPOLICY_GRIDS)}")] = "onpolicy",
+                 out: Annotated[Path, typer.Option()] = RESULTS / "onpolicy_grid.jsonl") -> None:
+    """Continue the default student on-policy (and its controls) and measure every arm on val."""
+    from potstill.io import folder_digest
+
+    tokenizer, teacher, _, _ = setup()
+    references = onpolicy_references(tokenizer, teacher)
+    start = ROOT / ONPOLICY_BASE["start"]
+    start_key = f"start-{folder_digest(start)[:10]}"
+    if start_key not in done_keys(out):
+        print(f"{start_key}: measuring the starting student {start}", flush=True)
+        append_row(out, {"key": start_key, "arm": "start (off-policy default)",
+                         **onpolicy_quality(load_checked(start), tokenizer, references)})
+    for overrides in ONPOLICY_GRIDS[grid]:
+        config = {**ONPOLICY_BASE, **overrides, "start_digest": start_key}
+        key = config_key(config)
+        if key in done_keys(out):
+            print(f"{key}: done already", flush=True)
+            continue
+        print(f"{key}: training {config}", flush=True)
+        minutes, tokens = train_onpolicy(config, WORK / key)
+        row = {"key": key, "arm": ", ".join(f"{k}={v}" for k, v in overrides.items()) or "default on-policy",
+               **config, "minutes": round(minutes, 1), **tokens,
+               **onpolicy_quality(load_checked(WORK / key / "adapter"), tokenizer, references)}
+        append_row(out, row)
+        print(f"{key}: kl {row['kl']:.3f} onpolicy_kl {row['onpolicy_kl']:.3f} degenerate {row['degenerate']:.0%} "
+              f"length x{row['length_vs_teacher']:.2f} in {minutes:.1f} min", flush=True)
+
+
+@app.command("table-onpolicy")
+def table_onpolicy(path: Annotated[Path, typer.Option()] = RESULTS / "onpolicy_grid.jsonl") -> None:
+    """Print the on-policy campaign as a markdown table (95% intervals in brackets)."""
+    columns = ("kl", "onpolicy_kl", "degenerate", "length_vs_teacher", "top1", "minutes",
+               "tokens_student_train", "tokens_student_sampled", "tokens_teacher_scored")
+    print("| arm | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+
+    def cell(row: dict, column: str) -> str:
+        value, ci = row.get(column), (row.get("ci95") or {}).get(
+            {"kl": "kl_vs_teacher", "degenerate": "degenerate_share"}.get(column, column))
+        if not isinstance(value, int | float):
+            return ""
+        text = f"{value:.3g}" if isinstance(value, float) else str(value)
+        return f"{text} [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else text
+
+    for _, row in read_jsonl(path):
+        print(f"| {row['arm']} | " + " | ".join(cell(row, c) for c in columns) + " |")
 
 
 @app.command("probe-layers")

@@ -197,7 +197,7 @@ class KDParams(_Section):
 
 class TrainParams(_Section):
     method: Literal["lora", "full"]
-    max_steps: int = Field(ge=1)
+    max_steps: int = Field(ge=0)
     learning_rate: float = Field(gt=0.0, le=1.0)
     batch_size: int = Field(ge=1)
     grad_accum: int = Field(ge=1)

@@ -451,12 +451,12 @@ def test_grad_accumulation_gives_the_gradients_of_one_big_batch_and_logs_what_is
     assert accumulated_log["grad_norm"] == pytest.approx(big_log["grad_norm"], rel=1e-4)
 
 
-def onpolicy_params(root, **onpolicy):
+def onpolicy_params(root, offpolicy_steps: int = 2, **onpolicy):
     import yaml
 
     path = local_params(root)
     params = yaml.safe_load(path.read_text())
-    params["train"].update({"max_steps": 2, "save_steps": 2})
+    params["train"].update({"max_steps": offpolicy_steps, "save_steps": 2})
     params["onpolicy"].update({"steps": 6, "lmbda": 0.5, "resample_every": 2, "max_new_tokens": 8,
                                "rollout_batch_size": 4, "top_k": 4, "learning_rate": 1e-3, **onpolicy})
     path.write_text(yaml.safe_dump(params))
@@ -467,13 +467,15 @@ def rollout_steps(path) -> list[int]:
     return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
 
-def test_the_onpolicy_phase_trains_on_the_students_rollouts_and_writes_them(tiny_run, local_teacher, tmp_path):
+@pytest.mark.parametrize("offpolicy", [2, 0])  # 0: on-policy only, from the student as given
+def test_the_onpolicy_phase_trains_on_the_students_rollouts_and_writes_them(tiny_run, local_teacher, tmp_path,
+                                                                            offpolicy):
     from potstill.distill.onpolicy import step_is_onpolicy
     from stages.train import app
 
     expected = [step for step in range(6) for _ in range(2) if step_is_onpolicy(0, step, 0.5)]  # 2 rows a step
     assert 0 < len(expected) < 12  # both kinds of step occur with this seed
-    params = onpolicy_params(tmp_path)
+    params = onpolicy_params(tmp_path, offpolicy)
     rollouts = tmp_path / "rollouts.jsonl"
     result = CliRunner().invoke(app, [*local_args(tiny_run, local_teacher, params, tmp_path),
                                       "--rollouts", str(rollouts)])
@@ -483,11 +485,13 @@ def test_the_onpolicy_phase_trains_on_the_students_rollouts_and_writes_them(tiny
         assert row["prompt"].startswith("Question") and len(row["tokens"]) == len(row["teacher_logprobs"]) >= 1
         assert all(lp <= 0 for lp in row["teacher_logprobs"])
     metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
-    assert metrics["final/global_step"] == 2 and metrics["final/onpolicy_steps"] == 6
+    assert metrics["final/global_step"] == offpolicy and metrics["final/onpolicy_steps"] == 6
     assert metrics["final/rollouts"] == len(expected)
+    assert metrics["final/tokens_student_sampled"] == sum(len(row["tokens"]) for row in map(
+        json.loads, rollouts.read_text().splitlines()))
     curve = (tmp_path / "live" / "plots" / "metrics" / "onpolicy_loss.tsv").read_text().splitlines()[1:]
     # Logged after the off-policy steps, at the on-policy steps (offset by train.max_steps).
-    assert [int(line.split("\t")[0]) for line in curve] == sorted({2 + step + 1 for step in expected})
+    assert [int(line.split("\t")[0]) for line in curve] == sorted({offpolicy + step + 1 for step in expected})
     assert all(math.isfinite(float(line.split("\t")[-1])) for line in curve)
 
 

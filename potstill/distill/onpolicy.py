@@ -213,6 +213,8 @@ class OnPolicyTrainer(DistillTrainer):
         self._buffer_round: int | None = None
         self._step_kinds: dict[bool, int] = {True: 0, False: 0}  # on- / off-policy steps since the last log
         self._rollout_stats: dict[str, float] = {}
+        # Compute spent in this process, in tokens: student forward+backward, student sampling, teacher scoring.
+        self.tokens = {"tokens_student_train": 0, "tokens_student_sampled": 0, "tokens_teacher_scored": 0}
         self._collate = DistillCollator(tokenizer_for_rollouts.pad_token_id, onpolicy.top_k)
         # The student's own tokens: the divergence alone (no CE on what it wrote), teacher log-probs at T=1.
         self.onpolicy_loss = {"alpha": 1.0, "loss": onpolicy.loss, "jsd_beta": onpolicy.beta, "temperature": 1.0,
@@ -235,6 +237,7 @@ class OnPolicyTrainer(DistillTrainer):
         if onpolicy:
             batches = [{key: value.to(device) for key, value in batch.items()}
                        for batch in self._rollout_batches(step, [len(batch["input_ids"]) for batch in batches])]
+        self.tokens["tokens_student_train"] += sum(int(batch["attention_mask"].sum()) for batch in batches)
         return batches, self._get_num_items_in_batch(batches, device)
 
     def _rollout_batches(self, step: int, sizes: list[int]) -> list[dict]:
@@ -269,6 +272,8 @@ class OnPolicyTrainer(DistillTrainer):
                                         self.onpolicy.sample_temperature, self.onpolicy.max_new_tokens,
                                         seed=_round_seed(self.seed, round_index, rank, first), batch_size=batch)
                 scored += self.scorer([(r.prompt_ids + r.response_ids, len(r.prompt_ids)) for r in chunk])
+                self.tokens["tokens_student_sampled"] += sum(len(r.response_ids) for r in chunk)
+                self.tokens["tokens_teacher_scored"] += sum(len(r.prompt_ids) + len(r.response_ids) for r in chunk)
                 rollouts += chunk
                 bar.update(len(chunk))
         self._record(rollouts, scored, steps)

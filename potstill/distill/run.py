@@ -94,6 +94,8 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
         teacher = load_checked(teacher_dir)
         layer_map = dict(kd.hidden_layer_map) if kd.hidden_layer_map else read_layer_map(student_dir)
         check_hidden_matching(model, teacher, layer_map)
+    if train.max_steps == 0 and onpolicy.steps == 0:
+        raise InputError(f"{params_path}: train.max_steps and onpolicy.steps are both 0: nothing to train")
     scorer = rollout_scorer(params_path, onpolicy, train, tokenizer, teacher_dir) if onpolicy.steps else None
     if train.method == "lora":
         model = get_peft_model(model, LoraConfig(
@@ -161,11 +163,14 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
     phase2_dir, phase1_file = checkpoints / "onpolicy", checkpoints / "offpolicy.json"
     resume2 = last_complete_checkpoint(phase2_dir) if onpolicy.steps else None
     if resume2 is None:
-        result = trainer.train(resume_from_checkpoint=resume)
-        final = {"train_loss": result.training_loss, "global_step": result.global_step, **align_stats,
-                 "train_rows": len(data["train"]), "val_rows": len(data["val"]) if has_val else 0,
-                 "resumed_from_step": int(resume.rsplit("-", 1)[-1]) if resume else 0,
-                 "selected_step": _step_of(trainer.state.best_model_checkpoint) if select_best else result.global_step}
+        final = {"global_step": 0, **align_stats, "train_rows": len(data["train"]),
+                 "val_rows": len(data["val"]) if has_val else 0,
+                 "resumed_from_step": int(resume.rsplit("-", 1)[-1]) if resume else 0, "selected_step": 0}
+        if train.max_steps:  # 0: on-policy only, from the student as given
+            result = trainer.train(resume_from_checkpoint=resume)
+            final.update(train_loss=result.training_loss, global_step=result.global_step,
+                         selected_step=_step_of(trainer.state.best_model_checkpoint) if select_best
+                         else result.global_step)
         if onpolicy.steps and is_main:
             phase1_file.write_text(json.dumps(final))
     elif not phase1_file.is_file():
@@ -195,7 +200,7 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
         )
         result2 = trainer.train(resume_from_checkpoint=resume2)
         final.update(onpolicy_steps=result2.global_step, onpolicy_train_loss=result2.training_loss,
-                     onpolicy_resumed_from_step=_step_of(resume2),
+                     onpolicy_resumed_from_step=_step_of(resume2), **trainer.tokens,
                      rollouts=sum(1 for _ in rollouts_file.open()) if rollouts_file.is_file() else 0)
     if has_val:
         final.update(trainer.evaluate())  # every process: evaluation gathers across them
