@@ -69,7 +69,14 @@ def test_metrics_cover_every_model_and_task(pipeline):
     summary = json.loads((pipeline / "metrics/summary.json").read_text())
     assert set(summary) == {"merged", *FORMATS, "teacher", "student_base", "gates_failed"}
     assert set(summary["merged"]) == {"potstill_mc", "potstill_gen", "kl_vs_teacher", "top1_vs_teacher",
-                                      "degenerate_share", "size_mb", "ms_per_token"}
+                                      "onpolicy_kl", "answer_tokens_vs_teacher", "degenerate_share", "size_mb",
+                                      "ms_per_token"}
+    # What a user reads: the KL on each model's own answers, with its interval, and length against the teacher's.
+    merged = report["merged"]
+    low, high = merged["ci95"]["onpolicy_kl"]
+    assert 0 <= low <= merged["onpolicy_kl"] <= high
+    assert merged["answer_tokens_vs_teacher"] == merged["answer_tokens"] / report["teacher"]["answer_tokens"]
+    assert "onpolicy_kl" not in report["teacher"]
 
 
 # Lines every stage used to print that tell a user nothing (see potstill/cli.py quiet_known_noise).
