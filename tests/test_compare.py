@@ -46,3 +46,11 @@ def test_the_plot_draws_every_runs_curve_and_bars(tmp_path):
     compare_plot(rows, {"workspace": ([1, 2, 3], [2.0, 1.5, 1.2]), "rank8": ([1, 2, 3], [2.1, 1.7, 1.4])}, "merged",
                  tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_fields_that_are_not_columns_are_not_taken_for_task_scores():
+    from potstill.evaluation.compare import _task_columns
+
+    rows = [{"summary": {"merged": {"potstill_mc": 0.6, "potstill_gen": 0.1, "kl_vs_teacher": 2.0,
+                                    "onpolicy_kl": 1.9, "answer_tokens_vs_teacher": 1.1}}}]
+    assert [title for _, title, _ in _task_columns(rows, "merged")] == ["mc", "gen"]

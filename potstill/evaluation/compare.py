@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from potstill.evaluation.summary import STUDENT_FIELDS
+
 # (summary field, column title, higher is better); task scores come first and are found in the rows.
 METRIC_COLUMNS = (("kl_vs_teacher", "KL", False), ("top1_vs_teacher", "top1", True),
                   ("degenerate_share", "loops", False), ("size_mb", "MiB", False), ("ms_per_token", "ms/tok", False))
@@ -46,7 +48,7 @@ def _short(value, limit: int = 10) -> str:
 
 
 def _task_columns(rows: list[dict], model: str) -> list[tuple[str, str, bool]]:
-    fields = [f for f, _, _ in METRIC_COLUMNS]
+    fields = [f for f, _, _ in METRIC_COLUMNS] + list(STUDENT_FIELDS)  # the rest of a summary row are task scores
     tasks: list[str] = []
     for row in rows:
         tasks += [key for key in (row["summary"].get(model) or {}) if key not in fields and key not in tasks]
