@@ -282,20 +282,22 @@ class OnPolicyTrainer(DistillTrainer):
     def _record(self, rollouts: list[Rollout], scored, steps: list[int]) -> None:
         per_step = self.rows_per_step()
         texts = [self.rollout_tokenizer.decode(r.response_ids, skip_special_tokens=True) for r in rollouts]
+        loops = [is_degenerate(text) for text in texts]
         tokens = sum(len(r.response_ids) for r in rollouts)
         self._rollout_stats = {
             "rollout_tokens": tokens / max(len(rollouts), 1),
             "rollout_finished_share": sum(r.finished for r in rollouts) / max(len(rollouts), 1),
-            "rollout_degenerate_share": sum(is_degenerate(t) for t in texts) / max(len(rollouts), 1),
+            "rollout_degenerate_share": sum(loops) / max(len(rollouts), 1),
             "rollout_teacher_nll": -sum(float(actual.sum()) for _, _, actual in scored) / max(tokens, 1),
         }
         if not self.is_world_process_zero():
             return
         with self.rollouts_file.open("a", encoding="utf-8") as out:
-            for index, (rollout, text, (_, _, actual)) in enumerate(zip(rollouts, texts, scored, strict=True)):
+            for index, (rollout, text, loop, (_, _, actual)) in enumerate(zip(rollouts, texts, loops, scored,
+                                                                                strict=True)):
                 out.write(json.dumps({
                     "step": steps[index // per_step], "prompt_id": rollout.prompt_id, "prompt": rollout.prompt,
-                    "answer": text, "finished": rollout.finished, "degenerate": is_degenerate(text),
+                    "answer": text, "finished": rollout.finished, "degenerate": loop,
                     "tokens": [self.rollout_tokenizer.decode([t]) for t in rollout.response_ids],
                     "teacher_logprobs": [round(v, 4) for v in actual.tolist()]}) + "\n")
 

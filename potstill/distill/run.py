@@ -31,7 +31,7 @@ from potstill.distill.trainer import (
     step_aligned_dvclive_callback,
 )
 from potstill.errors import InputError
-from potstill.io import atomic_dir
+from potstill.io import atomic_dir, write_text_atomic
 from potstill.params import load_params
 from potstill.weights import load_tokenizer, weights_dir
 
@@ -218,10 +218,8 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
         model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
     if rollouts_out is not None:
-        rollouts_out.parent.mkdir(parents=True, exist_ok=True)
-        partial = rollouts_out.with_name(rollouts_out.name + ".partial")
-        partial.write_bytes(rollouts_file.read_bytes() if onpolicy.steps and rollouts_file.is_file() else b"")
-        partial.replace(rollouts_out)
+        write_text_atomic(rollouts_out, rollouts_file.read_text(encoding="utf-8")
+                          if onpolicy.steps and rollouts_file.is_file() else "")
     # The output is safe: the checkpoints have done their job.
     shutil.rmtree(checkpoints, ignore_errors=True)
     return final
@@ -241,7 +239,7 @@ def rollout_scorer(params_path: Path, onpolicy, train, tokenizer, teacher_dir: P
         from potstill.teacher.client import make_client
 
         teacher = load_params(params_path, "teacher")["teacher"]
-        urls = [teacher.base_url] if isinstance(teacher.base_url, str) else (teacher.base_url or [])
+        urls = teacher.endpoints or []
         if not urls:
             raise InputError("onpolicy.scorer api needs teacher.base_url (a vLLM server); the embedded llama.cpp "
                              "teacher cannot score given text (no prompt log-probs). Use onpolicy.scorer: local")
