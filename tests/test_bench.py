@@ -24,7 +24,13 @@ def test_the_distillation_grid_chooses_on_val_and_never_opens_the_test_split(tmp
     (tmp_path / "data/curated/val.jsonl").write_text(json.dumps(row) + "\n")
     monkeypatch.setattr(distill_grid, "ROOT", tmp_path)
     monkeypatch.setattr(distill_grid, "SELECTION_SPLIT", tmp_path / "data/curated/val.jsonl")
-    _, _, rows, (scored, teacher_lp) = distill_grid.setup()
-    assert [r["id"] for r in rows] == ["v0"] and len(scored) == 1 and len(teacher_lp) == 1
+    tokenizer, teacher, rows = distill_grid.setup()
+    references = distill_grid.val_references(tokenizer, teacher)
+    prompts, scored, _, teacher_lp, teacher_answers = references
+    assert [r["id"] for r in rows] == ["v0"] and len(prompts) == len(scored) == len(teacher_lp) == 1
+    # Every arm is measured with 95% intervals over the validation prompts; the teacher against itself: KL 0.
+    figures = distill_grid.quality(teacher, tokenizer, references)
+    assert abs(figures["kl"]) < 1e-5 and figures["top1"] == 1.0
+    assert {"kl_vs_teacher", "heldout_nll", "top1_vs_teacher", "degenerate_share"} <= set(figures["ci95"])
     assert not (tmp_path / "data/curated/test.jsonl").exists()
     assert distill_grid.SELECTION_SPLIT.name == "val.jsonl"
