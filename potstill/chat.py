@@ -6,11 +6,28 @@ the same ids, as logit KD needs (`tokenizer_differences`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     """Return the ids of the chat-templated `messages` (the turns before a reply) up to the generation prompt."""
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def chat_prompts(tokenizer, path: Path, purpose: str) -> list[tuple[str, str, list[int]]]:
+    """Return (row id, user prompt, chat-templated prompt ids) for every row of a chat JSONL, in file order.
+
+    Raises InputError naming the file and `purpose` when it has no rows.
+    """
+    from potstill.errors import InputError
+    from potstill.io import read_jsonl
+
+    prompts = [(row["id"], row["messages"][-2]["content"], prompt_ids(tokenizer, row["messages"][:-1]))
+               for _, row in read_jsonl(path)]
+    if not prompts:
+        raise InputError(f"{path}: no rows {purpose}")
+    return prompts
 
 
 def tokenize_chat(tokenizer, messages: list[dict], max_seq_len: int) -> dict:

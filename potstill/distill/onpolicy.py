@@ -63,14 +63,9 @@ def step_is_onpolicy(seed: int, step: int, lmbda: float) -> bool:
 
 def training_prompts(tokenizer, train_file: Path) -> list[tuple[str, str, list[int]]]:
     """Return (row id, user prompt, chat-templated prompt ids) for every training row."""
-    from potstill.chat import prompt_ids
-    from potstill.io import read_jsonl
+    from potstill.chat import chat_prompts
 
-    prompts = [(row["id"], row["messages"][-2]["content"], prompt_ids(tokenizer, row["messages"][:-1]))
-               for _, row in read_jsonl(train_file)]
-    if not prompts:
-        raise InputError(f"{train_file}: no training prompts for the on-policy phase")
-    return prompts
+    return chat_prompts(tokenizer, train_file, "to prompt the on-policy phase with")
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from potstill.chat import prompt_ids, tokenize_chat
+from potstill.chat import chat_prompts, tokenize_chat
 from potstill.errors import InputError
 from potstill.io import read_jsonl
 from potstill.text import is_degenerate, words
@@ -202,12 +202,7 @@ def count_parameters(model) -> int:
 
 def held_out_prompts(tokenizer, test_file: Path) -> list[tuple[str, list[int]]]:
     """Return (user prompt, chat-templated prompt ids) for every held-out row, in file order."""
-    prompts = []
-    for _, row in read_jsonl(test_file):
-        prompts.append((row["messages"][-2]["content"], prompt_ids(tokenizer, row["messages"][:-1])))
-    if not prompts:
-        raise InputError(f"{test_file}: no held-out rows to answer")
-    return prompts
+    return [(question, ids) for _, question, ids in chat_prompts(tokenizer, test_file, "to answer")]
 
 
 def answer_prompts(generate_fn: GenerateFn, tokenizer, prompts: list[tuple[str, list[int]]],
