@@ -163,3 +163,20 @@ def test_a_server_without_prompt_logprobs_or_with_another_tokenizer_is_refused_u
                                       server.base_url)
         with pytest.raises(InputError, match="same tokenizer"):
             scorer.check(tokenizer, ids)
+
+
+def test_the_local_scorer_reuses_a_teacher_already_loaded_and_loads_one_otherwise(tokenizer, tiny_model_dir,
+                                                                                  teacher, monkeypatch):
+    from potstill import models
+    from potstill.distill.run import rollout_scorer
+    from tests.conftest import shipped
+
+    loads = []
+    real_load = models.load_checked
+    monkeypatch.setattr(models, "load_checked", lambda folder: loads.append(folder) or real_load(folder))
+    onpolicy, train = shipped("onpolicy", steps=4), shipped("train")
+    # hidden matching loaded the teacher: the scorer scores with that very model, no second load
+    assert rollout_scorer(None, onpolicy, train, tokenizer, tiny_model_dir, teacher).teacher is teacher
+    assert loads == []
+    scorer = rollout_scorer(None, onpolicy, train, tokenizer, tiny_model_dir)
+    assert loads == [tiny_model_dir] and scorer.teacher is not teacher

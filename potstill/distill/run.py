@@ -96,7 +96,7 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
         check_hidden_matching(model, teacher, layer_map)
     if train.max_steps == 0 and onpolicy.steps == 0:
         raise InputError(f"{params_path}: train.max_steps and onpolicy.steps are both 0: nothing to train")
-    scorer = rollout_scorer(params_path, onpolicy, train, tokenizer, teacher_dir) if onpolicy.steps else None
+    scorer = rollout_scorer(params_path, onpolicy, train, tokenizer, teacher_dir, teacher) if onpolicy.steps else None
     if train.method == "lora":
         model = get_peft_model(model, LoraConfig(
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
@@ -225,10 +225,11 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
     return final
 
 
-def rollout_scorer(params_path: Path, onpolicy, train, tokenizer, teacher_dir: Path | None):
+def rollout_scorer(params_path: Path, onpolicy, train, tokenizer, teacher_dir: Path | None, teacher=None):
     """Return what scores the on-policy rollouts, refusing before any training what cannot.
 
-    local: the teacher checkpoint, which must share the student's token ids. api: the first
+    local: the teacher checkpoint, which must share the student's token ids (`teacher`, when hidden
+    matching has loaded it already, is reused rather than loaded twice). api: the first
     teacher.base_url, which must return vLLM's prompt log-probs and read ids as the student does.
     """
     if train.launcher != "single":
@@ -259,7 +260,8 @@ def rollout_scorer(params_path: Path, onpolicy, train, tokenizer, teacher_dir: P
         raise InputError("onpolicy.scorer local: the teacher and student tokenizers differ, and the teacher must "
                          "score the student's token ids:\n  " + "\n  ".join(differences)
                          + "\nUse a student of the teacher's family, or onpolicy.steps: 0")
-    return LocalScorer(load_checked(teacher_dir), onpolicy.top_k, len(tokenizer), tokenizer.pad_token_id)
+    model = teacher if teacher is not None else load_checked(teacher_dir)
+    return LocalScorer(model, onpolicy.top_k, len(tokenizer), tokenizer.pad_token_id)
 
 
 def _step_of(checkpoint: str | None) -> int:
