@@ -2,12 +2,14 @@
 
     python stages/generate.py --params params.yaml --prompts data/prompts.jsonl --out data/generated
 
-With `teacher.base_url: null` the embedded GGUF is served by llama-cpp-python on a free loopback
-port for the duration of the stage. Answers are cached by content in the state directory
-(`$POTSTILL_STATE_DIR`), so reruns and experiments never pay twice. Requests are spread over the
-endpoints (`teacher.base_url` may list several), retried with backoff, paced to `teacher.rpm` /
-`teacher.tpm` and stopped before `teacher.max_cost` / `teacher.max_tokens_total` is crossed; the
-ledger (requests, retries, errors by kind, tokens, tokens/s, cost) goes to metrics/generate.json.
+With `teacher.base_url: null` the teacher is served on a free loopback port for the duration of
+the stage: the embedded GGUF (or a `.gguf` teacher.weights) by llama-cpp-python, a HF checkpoint
+(folder or hf: id) by `transformers serve --continuous-batching`, which returns answers only.
+Answers are cached by content in the state directory (`$POTSTILL_STATE_DIR`), so reruns and
+experiments never pay twice. Requests are spread over the endpoints (`teacher.base_url` may list
+several), retried with backoff, paced to `teacher.rpm` / `teacher.tpm` and stopped before
+`teacher.max_cost` / `teacher.max_tokens_total` is crossed; the ledger (requests, retries, errors
+by kind, tokens, tokens/s, cost) goes to metrics/generate.json.
 With `generate.reasoning` the teacher is asked to think step by step and the trace stays in the
 answer; with `generate.synthesize: N` it first writes up to N new prompts (synth_prompts.jsonl),
 which are answered with the others. A lock file in the state directory keeps a second run that
@@ -31,7 +33,7 @@ from potstill.params import load_params
 from potstill.teacher.cache import ResponseCache
 from potstill.teacher.client import Sampling
 from potstill.teacher.dispatch import build_dispatcher
-from potstill.teacher.endpoints import start_endpoints
+from potstill.teacher.endpoints import TRANSFORMERS_SERVE, start_endpoints
 from potstill.teacher.generate import generate, training_rows
 from potstill.teacher.ledger import Ledger, Price
 from potstill.teacher.locks import exclusive_lock
@@ -76,6 +78,9 @@ def run_generate(params_path: Path, prompts_path: Path, out_dir: Path, progress:
         # Two runs on one cache would each ask for what the other is asking: the second one stops.
         stack.enter_context(exclusive_lock(state_dir() / "generate.lock", "generate"))
         urls, labels, endpoint = start_endpoints(teacher, stack)
+        if endpoint["kind"] == TRANSFORMERS_SERVE and sampling.logprobs:
+            log(f"note: {TRANSFORMERS_SERVE} returns no log-probs: answers only (teacher.logprobs ignored)")
+            sampling = dataclasses.replace(sampling, logprobs=0)
         dispatcher = build_dispatcher(urls, teacher, sampling, ledger, labels, log=log)
         slots = len(urls) * teacher.max_concurrency_per_endpoint
         if gen.concurrency > slots:

@@ -55,6 +55,14 @@ def run_prepare(params_path: Path, teacher_out: Path, student_out: Path) -> dict
     teacher, student, kd = params["teacher"], params["student"], params["kd"]
     t_source = WeightsSource.parse(teacher.weights, teacher.revision, "teacher.weights")
     s_source = WeightsSource.parse(student.source, student.revision, "student.source")
+    if teacher.base_url is None and t_source.kind == "none":
+        raise InputError("teacher.weights is none and teacher.base_url is null: there is no teacher to ask. Set "
+                         "teacher.base_url to your OpenAI-compatible endpoint, or teacher.weights to its weights")
+    if teacher.base_url is None and t_source.kind in ("folder", "hub") and kd.source == "api":
+        raise InputError("kd.source api distills the log-probs the teacher's endpoint returns, but with "
+                         "teacher.base_url null a HF-checkpoint teacher is served by `transformers serve`, which "
+                         "returns none: use kd.source local (score with the weights) or none, or serve the "
+                         "teacher with vLLM and set teacher.base_url to it")
     if t_source.kind == "none":
         if s_source.kind == "prune":
             raise InputError("student.source prune cuts the student from the teacher's weights, but teacher.weights "

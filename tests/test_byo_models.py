@@ -27,9 +27,17 @@ def save(model, tokenizer, path):
     return path
 
 
-def prepare_params(tmp_path, teacher_weights, student_source, kd_source="api", keep_layers=(0, 1), **extra):
+# The teacher's endpoint where the test's teacher needs one: without weights, or for API log-probs (prepare
+# refuses a teacher it cannot serve with log-probs, see below).
+API_URL = "http://127.0.0.1:8000/v1"
+
+
+def prepare_params(tmp_path, teacher_weights, student_source, kd_source="api", keep_layers=(0, 1),
+                   base_url: str | None = "", **extra):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["teacher"].update(weights=str(teacher_weights), revision=None)
+    if base_url == "":
+        base_url = API_URL if str(teacher_weights) == "none" or kd_source == "api" else None
+    params["teacher"].update(weights=str(teacher_weights), revision=None, base_url=base_url)
     params["student"].update(source=str(student_source), revision=None, keep_layers=list(keep_layers), **extra)
     params["kd"]["source"] = kd_source
     path = tmp_path / "params.yaml"
@@ -197,6 +205,21 @@ def test_layers_the_teacher_lacks_are_refused_before_anything_is_written(tmp_pat
 def test_no_teacher_weights_with_a_pruned_student_is_refused(tmp_path):
     with pytest.raises(InputError, match="student.source prune cuts the student from the teacher's weights"):
         prepare(prepare_params(tmp_path, "none", "prune"), tmp_path)
+
+
+def test_a_teacher_with_neither_weights_nor_endpoint_is_refused(tmp_path, other_student):
+    with pytest.raises(InputError, match="teacher.weights is none and teacher.base_url is null: there is no teacher"):
+        prepare(prepare_params(tmp_path, "none", other_student, kd_source="none", base_url=None), tmp_path)
+    assert not (tmp_path / "teacher").exists()
+
+
+def test_api_logprobs_from_a_checkpoint_served_by_transformers_serve_are_refused(tmp_path, tiny_model_dir,
+                                                                                 other_student):
+    with pytest.raises(InputError, match=r"kd.source api .* `transformers serve`, which returns none"):
+        prepare(prepare_params(tmp_path, tiny_model_dir, other_student, kd_source="api", base_url=None), tmp_path)
+    # the same teacher behind the user's own endpoint (vLLM) may give log-probs
+    assert prepare(prepare_params(tmp_path, tiny_model_dir, other_student, kd_source="api", base_url=API_URL),
+                   tmp_path)["teacher"] == "folder"
 
 
 def test_a_teacher_less_run_writes_pointers_only(tmp_path, other_student):

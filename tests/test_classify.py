@@ -328,3 +328,15 @@ def test_a_gate_on_a_model_the_classifier_does_not_evaluate_is_refused_before_an
     assert result.exit_code == 2
     assert ("classify.gates[0] (typo): model 'student_sfot' is not evaluated; evaluated models: teacher, majority, "
             "tfidf_logreg, student_hard, student_soft, onnx_int8\n") in result.output
+
+
+def test_labelling_refuses_a_teacher_served_without_log_probs_and_reads_a_gguf_teachers_own_tokenizer(
+        tiny_model_dir, teacher_gguf):
+    from potstill.classify.labelling import teacher_tokenizer
+
+    classify = shipped("classify")
+    checkpoint = shipped("teacher", weights=str(tiny_model_dir), revision=None)
+    with pytest.raises(InputError, match=r"top_logprobs.*transformers-serve.*returns no log-probs"):
+        teacher_tokenizer(checkpoint, classify)
+    gguf = teacher_tokenizer(shipped("teacher", weights=str(teacher_gguf), revision=None), classify)
+    assert gguf.convert_tokens_to_ids("<|im_end|>") == 2 and len(gguf) == 49152

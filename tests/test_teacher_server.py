@@ -127,3 +127,32 @@ def test_generate_against_transformers_serve(tiny_model_dir, tmp_path):
     assert all(1 <= r["record"]["usage"]["completion_tokens"] <= 6 for r in records)
     assert stats["ledger"]["completion_tokens"] == stats["completion_tokens"] > 0
     assert not port_open(base_url)
+
+
+def test_generate_serves_a_checkpoint_teacher_with_transformers_serve_under_its_own_name(tiny_model_dir, tmp_path):
+    """teacher.weights a HF folder and teacher.base_url null: the generate stage serves it with `transformers serve`;
+    requests, cache and manifest carry teacher.model (no machine path), and log-probs are not asked for."""
+    import json
+
+    import yaml
+
+    from potstill.io import read_jsonl
+    from stages.generate import run_generate
+    from tests.conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["teacher"].update(base_url=None, weights=str(tiny_model_dir), revision=None, model="acme/teacher-chat",
+                             temperature=0.0, max_tokens=6, max_concurrency_per_endpoint=3, timeout_s=120)
+    params["generate"].update(n_examples=0, concurrency=3)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    prompts = [{"id": f"p-{i}", "prompt": f"Name {i + 1} colours.", "domain": "general"} for i in range(3)]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(row) + "\n" for row in prompts))
+
+    stats = run_generate(tmp_path / "params.yaml", tmp_path / "prompts.jsonl", tmp_path / "out", progress=False)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["endpoint"]["kind"] == "transformers-serve" and manifest["teacher_model"] == "acme/teacher-chat"
+    assert manifest["endpoint"]["weights"] == str(tiny_model_dir) and "config.json" in manifest["endpoint"]["digests"]
+    assert manifest["logprobs_k"] == 0 and manifest["rows_with_logprobs"] == 0
+    responses = [row for _, row in read_jsonl(tmp_path / "out" / "responses.jsonl")]
+    assert [row["id"] for row in responses] == ["p-0", "p-1", "p-2"]
+    assert stats["requested"] == 3

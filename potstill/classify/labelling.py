@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from pathlib import Path
 
 from potstill.classify.labels import LabelTokens, argmax, labelling_messages, soft_labels
 from potstill.errors import InputError
@@ -18,7 +19,7 @@ from potstill.models import find_teacher_gguf
 from potstill.teacher.cache import ResponseCache
 from potstill.teacher.client import Sampling
 from potstill.teacher.dispatch import build_dispatcher
-from potstill.teacher.endpoints import start_endpoints
+from potstill.teacher.endpoints import TRANSFORMERS_SERVE, served_teacher, serves_logprobs, start_endpoints
 from potstill.teacher.generate import generate
 from potstill.teacher.ledger import Ledger, Price
 from potstill.teacher.locks import exclusive_lock
@@ -29,7 +30,7 @@ def log(line: str) -> None:
 
 
 def teacher_tokenizer(teacher, classify):
-    """Return the tokenizer the label tokens are checked with: classify.teacher_tokenizer, else the embedded GGUF's."""
+    """Return the tokenizer the label tokens are checked with: classify.teacher_tokenizer, else the served GGUF's."""
     from transformers import AutoTokenizer
 
     if classify.teacher_tokenizer:
@@ -43,7 +44,15 @@ def teacher_tokenizer(teacher, classify):
         raise InputError("classify.teacher_tokenizer is null but teacher.base_url points at your own endpoint: "
                          "the label tokens must be checked with that teacher's tokenizer; set "
                          "classify.teacher_tokenizer to a local folder holding it")
-    gguf, _ = find_teacher_gguf(teacher.gguf_package)
+    source = served_teacher(teacher)
+    if not serves_logprobs(teacher):
+        raise InputError(f"classify labels from the teacher's top_logprobs, but teacher.weights {teacher.weights!r} "
+                         f"with teacher.base_url null is served by {TRANSFORMERS_SERVE}, which returns no "
+                         "log-probs: serve it with vLLM and set teacher.base_url, or give a .gguf teacher.weights")
+    if source.kind == "gguf":
+        gguf = Path(source.where)
+    else:
+        gguf, _ = find_teacher_gguf(teacher.gguf_package)
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 

@@ -49,26 +49,37 @@ def llama_cpp_server(
 
 
 @contextlib.contextmanager
-def transformers_server(model_dir: Path, device: str = "cpu", startup_timeout_s: float = 300.0) -> Iterator[str]:
+def transformers_server(model_dir: Path, device: str = "cpu", startup_timeout_s: float = 300.0,
+                        served_name: str | None = None) -> Iterator[str]:
     """Yield the base URL of `transformers serve --continuous-batching` for a local checkpoint.
 
     A concurrent OpenAI-compatible server (paged attention, requests batched as they arrive),
-    the loopback stand-in for vLLM. The model id to send in requests is `str(model_dir)`.
-    Needs the `transformers[serving]` extra (fastapi, uvicorn), which the dev install has.
+    the loopback stand-in for vLLM. The server is pinned to one model, whose id requests must
+    carry: `served_name` (the folder is linked under that name in a scratch folder the server
+    runs in, so requests keep the name the user chose), else `str(model_dir)`.
+    Needs the `transformers[serving]` extra (fastapi, uvicorn), which every install has.
     """
     port = free_port()
     cli = Path(sys.executable).with_name("transformers")
-    cmd = [
-        str(cli) if cli.exists() else "transformers", "serve", str(model_dir), "--continuous-batching",
-        "--device", device, "--host", "127.0.0.1", "--port", str(port),
-    ]
-    with _supervised("transformers serve", "transformers-serve-", cmd, port, {}, startup_timeout_s) as base_url:
-        yield base_url
+    with tempfile.TemporaryDirectory(prefix="potstill-serve-") as scratch:
+        model_id = str(Path(model_dir).resolve())
+        if served_name:
+            link = Path(scratch) / served_name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(Path(model_dir).resolve(), target_is_directory=True)
+            model_id = served_name
+        cmd = [
+            str(cli) if cli.exists() else "transformers", "serve", model_id, "--continuous-batching",
+            "--device", device, "--host", "127.0.0.1", "--port", str(port),
+        ]
+        with _supervised("transformers serve", "transformers-serve-", cmd, port, {}, startup_timeout_s,
+                         cwd=scratch) as base_url:
+            yield base_url
 
 
 @contextlib.contextmanager
 def _supervised(name: str, log_prefix: str, cmd: list[str], port: int, env: dict[str, str],
-                startup_timeout_s: float) -> Iterator[str]:
+                startup_timeout_s: float, cwd: str | Path | None = None) -> Iterator[str]:
     """Run `cmd` until its /v1/models answers, yield its base URL, and always stop it on exit.
 
     The server runs in its own process group so that Ctrl-C, an exception or a failed start
@@ -77,7 +88,7 @@ def _supervised(name: str, log_prefix: str, cmd: list[str], port: int, env: dict
     """
     log = tempfile.NamedTemporaryFile(prefix=log_prefix, suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, **env})
+                            env={**os.environ, **env}, cwd=cwd)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + startup_timeout_s
