@@ -156,7 +156,7 @@ class CurateParams(_Section):
     num_perm: int = Field(ge=16, le=1024)
     shingle_size: int = Field(ge=1, le=16)
     decontam_tasks: list[str]
-    decontam_task_dir: str = Field(min_length=1)
+    decontam_task_dir: str | list[str] = Field(min_length=1)
     decontam_ngram: int = Field(ge=3, le=50)
     decontam_threshold: float = Field(ge=0.0, lt=1.0)
     decontam_key_words: bool
@@ -288,7 +288,7 @@ class GateParams(_Section):
 
 class EvaluateParams(_Section):
     tasks: list[str] = Field(min_length=1)
-    task_dir: str
+    task_dir: str | list[str] = Field(min_length=1)
     limit: int | None = Field(ge=1)
     batch_size: int = Field(ge=1)
     sample_prompts: int = Field(ge=0, le=30)

@@ -12,6 +12,7 @@ from potstill.evaluation.lm_eval import heldout_nll, lm_eval_scores
 from potstill.evaluation.score_cache import ScoreCache
 from potstill.models import load_checked
 from potstill.tasks import task_manager
+from tests.conftest import ROOT, shipped
 
 
 def test_missing_folder_and_unknown_task_name_the_param(tmp_path):
@@ -206,3 +207,59 @@ def test_onpolicy_kl_scores_each_models_own_answers_against_the_teacher(tiny_mod
     assert tokens == 12 and figures["onpolicy_kl"] == pytest.approx(total / tokens, rel=1e-4)
     low, high = intervals(figures)["onpolicy_kl"]
     assert low <= figures["onpolicy_kl"] <= high
+
+
+def write_mc_task(folder: Path, name: str, data_path: str, rows: int = 3) -> Path:
+    """A multiple-choice task YAML in `folder` whose data_files entry is `data_path`, as written; data beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    items = [{"q": f"Item {i} is", "choices": ["blue", "loud"], "label": i % 2} for i in range(rows)]
+    (folder / f"{name}.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+    (folder / f"{name}.yaml").write_text(
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data_path}\n"
+        "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{q}}'\ndoc_to_choice: '{{choices}}'\n"
+        "doc_to_target: label\nmetric_list:\n  - metric: acc\nmetadata:\n  version: 1.0\n")
+    return folder / f"{name}.yaml"
+
+
+def test_several_task_folders_and_data_files_beside_their_yaml(tiny_model_dir, tokenizer, tmp_path):
+    """evaluate.task_dir as a list (the shipped folder and the user's); the user's data path is relative to its YAML."""
+    from lm_eval.models.huggingface import HFLM
+
+    from potstill.evaluation.lm_eval import lm_eval_results
+    from potstill.tasks import task_specs
+
+    mine = tmp_path / "team_tasks"
+    write_mc_task(mine, "team_mc", "team_mc.jsonl")
+    folders, tasks = ["data/eval_tasks", str(mine)], ["potstill_mc", "team_mc"]
+    assert shipped("evaluate", task_dir=folders, tasks=tasks).task_dir == folders
+    manager = task_manager(folders, tasks)
+    specs = task_specs(manager, tasks)
+    # the shipped task reads its data from the working directory, as lm-eval does: left by name
+    assert specs[0] == "potstill_mc"
+    assert specs[1]["task"] == "team_mc"
+    assert specs[1]["dataset_kwargs"]["data_files"] == {"test": str((mine / "team_mc.jsonl").resolve())}
+    lm = HFLM(pretrained=load_checked(tiny_model_dir), tokenizer=tokenizer, batch_size=3, device="cpu")
+    scores, items, *_ = lm_eval_results(lm, specs, manager, limit=2)
+    assert set(scores) == set(tasks) and len(items["team_mc"]["acc"]) == len(items["potstill_mc"]["acc"]) == 2
+
+
+def test_a_missing_data_file_and_a_gate_on_a_task_not_run_are_refused_before_any_model_loads(tmp_path):
+    import yaml
+
+    from potstill.errors import ParamsError
+    from potstill.evaluation.run import run_evaluate
+    from potstill.tasks import task_specs
+
+    task_yaml = write_mc_task(tmp_path / "tasks", "team_mc", "elsewhere/team_mc.jsonl")
+    with pytest.raises(InputError, match=rf"{task_yaml}: a task's data file was not found: elsewhere/team_mc.jsonl "
+                                         r".*next to the YAML\); fix dataset_kwargs.data_files there"):
+        task_specs(task_manager(tmp_path / "tasks", ["team_mc"]), ["team_mc"])
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"].update(tasks=["potstill_mc"], gates=[
+        {"name": "gen_kept", "metric": "potstill_gen.exact_match", "model": "merged", "min": 0.1}])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match=r"gen_kept\): metric 'potstill_gen.exact_match' is a score of task "
+                                          r"'potstill_gen', which evaluate.tasks does not run \(potstill_mc\)"):
+        run_evaluate(tmp_path / "params.yaml", {"merged": ("hf", tmp_path / "no-model-here", None)},
+                     tmp_path / "no-test.jsonl")

@@ -168,3 +168,18 @@ def unknown_gate_models(gates, models: list[str], param: str = "evaluate.gates",
                 problems.append(f"{param}[{index}] ({gate.name}): {role} {name!r} is not evaluated; "
                                 f"evaluated models: {', '.join(models)}{where_from}")
     return problems
+
+
+def unknown_gate_tasks(gates, tasks: list[str], param: str = "evaluate.gates") -> list[str]:
+    """Return a line for each gate on a task metric (<task>.<metric>) whose task is not evaluated.
+
+    Checked before any model loads: otherwise such a gate would fail only after the whole evaluation.
+    """
+    problems = []
+    for index, gate in enumerate(gates):
+        task, dot, _ = gate.metric.partition(".")
+        if dot and task not in tasks and task != "ci95":
+            problems.append(f"{param}[{index}] ({gate.name}): metric {gate.metric!r} is a score of task {task!r}, "
+                            f"which evaluate.tasks does not run ({', '.join(tasks)}); add the task or change "
+                            "the gate")
+    return problems

@@ -15,6 +15,7 @@ from potstill.evaluation.metrics import (
     hf_logits_fn,
     mc_confidences,
 )
+from potstill.tasks import task_name
 
 REPORTED_METRICS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "exact_match",
                     "exact_match_stderr")
@@ -44,8 +45,10 @@ class LmEvalResults(NamedTuple):
     outputs: dict  # {task: [{doc_id, category, target, response, <metric>: value}]}: generate tasks only
 
 
-def lm_eval_results(lm, tasks: list[str], manager, limit: int | None) -> LmEvalResults:
+def lm_eval_results(lm, tasks: list[str | dict], manager, limit: int | None) -> LmEvalResults:
     """Return scores, per-item values, calibration, item categories and generated answers from lm-eval.
+
+    `tasks`: task names, or potstill.tasks.task_specs (names, or configs whose data paths were resolved).
 
     Calibration: each multiple-choice item's softmax over its choices' log-likelihoods (10 bins).
     Generated answers (`filtered_resps`, what the metric scored, beside the raw `resps`) are kept
@@ -53,9 +56,10 @@ def lm_eval_results(lm, tasks: list[str], manager, limit: int | None) -> LmEvalR
     """
     from lm_eval import simple_evaluate
 
-    results = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=limit,
+    results = simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, limit=limit,
                               log_samples=True, random_seed=0, numpy_random_seed=0,
                               torch_random_seed=0, fewshot_random_seed=0)
+    tasks = [task_name(spec) for spec in tasks]
     scores: dict[str, dict[str, float]] = {}
     items: dict[str, dict[str, list[float]]] = {}
     categories: dict[str, list] = {}

@@ -17,7 +17,7 @@ import torch
 
 from potstill.device import resolve_device
 from potstill.errors import ParamsError
-from potstill.evaluation.gates import unknown_gate_models
+from potstill.evaluation.gates import unknown_gate_models, unknown_gate_tasks
 from potstill.evaluation.lm_eval import gguf_lm, hf_lm, lm_eval_results
 from potstill.evaluation.metrics import (
     GenerateFn,
@@ -40,7 +40,7 @@ from potstill.export.gguf_runtime import GGUFModel
 from potstill.export.quantize import load_quantized, weight_bytes
 from potstill.models import load_checked
 from potstill.params import load_params
-from potstill.tasks import task_manager
+from potstill.tasks import task_dirs, task_manager, task_specs
 from potstill.weights import load_tokenizer
 
 # Per-model fields kept in the cache and used by gates and the report, but not written to eval.json
@@ -95,18 +95,20 @@ def load_model(kind: str, folder: Path, base: Path | None = None, device: torch.
     return EvalModel.transformers(model, load_tokenizer(folder if kind != "adapter" else base))
 
 
-def measure(kind: str, folder: Path, base: Path | None, ev, manager, rows, test_file: Path,
+def measure(kind: str, folder: Path, base: Path | None, ev, tasks: tuple, rows, test_file: Path,
             teacher_lp, merged_bytes: int, device: torch.device | None = None, teacher_logits=None) -> dict:
     """Return one model's full record: task scores, per-item results, distillation, answers, calibration, cost.
 
-    `teacher_logits` (the teacher's logits_fn; None for the teacher itself or without its weights)
-    adds the on-policy KL on the model's own answers.
+    `tasks` = (lm-eval TaskManager, potstill.tasks.task_specs). `teacher_logits` (the teacher's
+    logits_fn; None for the teacher itself or without its weights) adds the on-policy KL on the
+    model's own answers.
     """
     model = load_model(kind, folder, base, device)
     record = distill_metrics(model.logits_fn, rows, teacher_lp)
     if kind == "adapter":  # the merge check needs NLL and argmax only
         return record
-    scores, items, calibration, categories, outputs = lm_eval_results(model.lm(ev.batch_size), ev.tasks, manager,
+    manager, specs = tasks
+    scores, items, calibration, categories, outputs = lm_eval_results(model.lm(ev.batch_size), specs, manager,
                                                                       ev.limit)
     prompts = held_out_prompts(model.tokenizer, test_file)
     answers = answer_prompts(model.generate_fn, model.tokenizer, prompts, ev.max_answer_tokens)
@@ -132,16 +134,17 @@ def run_evaluate(params_path: Path, models: dict[str, tuple[str, Path, Path | No
     device = resolve_device(hardware.device)
     print(f"evaluate: full-precision models on {device}; quantized formats on cpu")
     teacher_dir = models[teacher][1] if teacher in models else None
-    problems = unknown_gate_models(ev.gates, list(models))
+    problems = unknown_gate_models(ev.gates, list(models)) + unknown_gate_tasks(ev.gates, ev.tasks)
     if teacher_dir is None:
         problems += teacher_metric_gates(ev.gates)
     if problems:
         raise ParamsError(f"{params_path}: invalid params:\n  " + "\n  ".join(problems))
-    task_dir = Path(ev.task_dir)
-    manager = task_manager(task_dir, ev.tasks)
+    # Every task, its data files and the gates' task names are checked before any model loads.
+    manager = task_manager(ev.task_dir, ev.tasks)
+    specs = task_specs(manager, ev.tasks)
     cache = ScoreCache({"tasks": ev.tasks, "limit": ev.limit, "sample_prompts": ev.sample_prompts,
                         "new_tokens": ev.new_tokens, "max_answer_tokens": ev.max_answer_tokens},
-                       task_dir, test_file, reference=teacher_dir)
+                       task_dirs(ev.task_dir), test_file, reference=teacher_dir, task_specs=specs)
     # Without teacher weights (an API teacher) the held-out split is read with the student's tokenizer
     # and there is no KL or top-1 to the teacher, only what each model does on its own.
     rows = heldout_rows(load_tokenizer(teacher_dir or models["student_base"][1]), test_file)
@@ -161,7 +164,7 @@ def run_evaluate(params_path: Path, models: dict[str, tuple[str, Path, Path | No
             teacher_scored = True
             gc.collect()
         print(f"evaluate: {name} ({folder})")
-        record = measure(kind, folder, base, ev, manager, rows, test_file, teacher_lp, merged_bytes, device,
+        record = measure(kind, folder, base, ev, (manager, specs), rows, test_file, teacher_lp, merged_bytes, device,
                          teacher_logits=teacher_logits if name != teacher else None)
         results[name] = {**record, "ci95": intervals(record)}
         cache.put(key, results[name])

@@ -48,11 +48,17 @@ class ScoreCache:
 
     SCHEMA = 2  # bump when a cached record gains or changes fields
 
-    def __init__(self, settings: dict, task_dir: Path, test_file: Path, reference: Path | None = None):
+    def __init__(self, settings: dict, task_dir: Path | list[Path], test_file: Path, reference: Path | None = None,
+                 task_specs: list | None = None):
         self.root = state_dir() / "eval-cache"
         self._digests: dict[Path, str] = {}
+        folders = task_dir if isinstance(task_dir, list) else [task_dir]
         self.context = json.dumps({
-            **settings, "schema": self.SCHEMA, "tasks_digest": folder_digest(task_dir), "code_digest": code_digest(),
+            **settings, "schema": self.SCHEMA, "tasks_digest": [folder_digest(folder) for folder in folders],
+            # data files found beside a task's YAML (task_specs): where they were read from
+            "task_data": [spec if isinstance(spec, str) else [spec["task"], spec["dataset_kwargs"]["data_files"]]
+                          for spec in task_specs or []],
+            "code_digest": code_digest(),
             "test_digest": hashlib.sha256(Path(test_file).read_bytes()).hexdigest(),
             "reference_digest": self.digest(reference) if reference is not None else None,
         }, sort_keys=True)
