@@ -34,3 +34,21 @@ def test_the_distillation_grid_chooses_on_val_and_never_opens_the_test_split(tmp
     assert {"kl_vs_teacher", "heldout_nll", "top1_vs_teacher", "degenerate_share"} <= set(figures["ci95"])
     assert not (tmp_path / "data/curated/test.jsonl").exists()
     assert distill_grid.SELECTION_SPLIT.name == "val.jsonl"
+
+
+def test_the_scale_bench_runs_ours_and_trls_trainers_on_the_same_tokens(tmp_path):
+    """bench/gpu_scale.py at its micro shape: the teacher scores, then ours (stored top-k), TRL's SFT and GKD
+    (teacher online) each train the same rows; each reports what it processed and its peak memory."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_scale
+
+    score = gpu_scale.run_one("score", "micro", tmp_path)
+    assert score["tokens"] > 0 and (tmp_path / "soft_targets.pt").is_file()
+    runs = {variant: gpu_scale.run_one(variant, "micro", tmp_path) for variant in ("ours-lora", "trl-sft-full",
+                                                                                 "trl-gkd-lora-gc")}
+    timed = gpu_scale.SHAPES["micro"]["steps"] * gpu_scale.SHAPES["micro"]["batch_size"]
+    tokens = {variant: run["tokens"] for variant, run in runs.items()}
+    assert len(set(tokens.values())) == 1 and tokens["ours-lora"] >= timed * 30, tokens  # the same rows, ~48 tokens
+    assert 0 < runs["ours-lora"]["labelled"] < runs["ours-lora"]["tokens"]  # ours learns on the answer only
+    assert runs["ours-lora"]["trainable"] < runs["trl-sft-full"]["trainable"]  # LoRA vs every weight
+    assert all(run["tokens_per_s"] > 0 and run["peak_gib"] > 0 for run in runs.values())
