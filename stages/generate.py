@@ -33,7 +33,7 @@ from potstill.params import load_params
 from potstill.teacher.cache import ResponseCache
 from potstill.teacher.client import Sampling
 from potstill.teacher.dispatch import build_dispatcher
-from potstill.teacher.endpoints import TRANSFORMERS_SERVE, start_endpoints
+from potstill.teacher.endpoints import TRANSFORMERS_SERVE, served_weights, start_endpoints
 from potstill.teacher.generate import generate, training_rows
 from potstill.teacher.ledger import Ledger, Price
 from potstill.teacher.locks import exclusive_lock
@@ -78,6 +78,7 @@ def run_generate(params_path: Path, prompts_path: Path, out_dir: Path, progress:
         # Two runs on one cache would each ask for what the other is asking: the second one stops.
         stack.enter_context(exclusive_lock(state_dir() / "generate.lock", "generate"))
         urls, labels, endpoint = start_endpoints(teacher, stack)
+        sampling = dataclasses.replace(sampling, weights=served_weights(endpoint))
         if endpoint["kind"] == TRANSFORMERS_SERVE and sampling.logprobs:
             log(f"note: {TRANSFORMERS_SERVE} returns no log-probs: answers only (teacher.logprobs ignored)")
             sampling = dataclasses.replace(sampling, logprobs=0)

@@ -1,5 +1,6 @@
 """Prompt validation, content-addressed cache keys, and 'never pay twice' in the generate loop."""
 
+import hashlib
 import json
 import re
 import threading
@@ -55,6 +56,12 @@ def test_request_key_changes_with_anything_that_changes_the_answer():
     hotter = Sampling(**{**SAMPLING.__dict__, "temperature": 0.9})
     assert request_key(messages, hotter) != base
     assert request_key([{"role": "user", "content": "hi!"}], SAMPLING) != base
+    # Weights potstill serves under the model name key the answer too; an endpoint's model keeps its old key.
+    first, second = (Sampling(**{**SAMPLING.__dict__, "weights": w}) for w in ('{"digests": 1}', '{"digests": 2}'))
+    assert len({request_key(messages, first), request_key(messages, second), base}) == 3
+    before = json.dumps({"messages": messages, "model": "m", "temperature": 0.7, "top_p": 0.95, "max_tokens": 16,
+                         "logprobs": 4, "seed": 0}, sort_keys=True)
+    assert base == hashlib.sha256(before.encode()).hexdigest()  # caches written before `weights` still hit
 
 
 def fake_teacher():

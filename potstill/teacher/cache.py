@@ -12,8 +12,11 @@ from potstill.teacher.client import Sampling
 
 
 def request_key(messages: list[dict], sampling: Sampling) -> str:
-    """Return the content address of a request: same model, messages and sampling, same key."""
-    blob = json.dumps({"messages": messages, **asdict(sampling)}, sort_keys=True)
+    """Return the content address of a request: same model (and served weights), messages and sampling, same key."""
+    fields = asdict(sampling)
+    if fields["weights"] is None:
+        del fields["weights"]  # keys of endpoint models and the embedded teacher as they always were
+    blob = json.dumps({"messages": messages, **fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -24,7 +24,12 @@ class TransientError(RuntimeError):
 
 @dataclass(frozen=True)
 class Sampling:
-    """Everything sent with a request besides the messages; part of the cache key."""
+    """Everything sent with a request besides the messages; part of the cache key.
+
+    `weights` is not sent: it names the weights potstill itself serves under `model` (a GGUF file
+    or a HF checkpoint), so that other weights under the same model name are not answered from
+    the cache. None (an endpoint's own model, or the pinned embedded GGUF) leaves it out of the key.
+    """
 
     model: str
     temperature: float
@@ -32,6 +37,7 @@ class Sampling:
     max_tokens: int
     logprobs: int
     seed: int
+    weights: str | None = None
 
 
 def make_client(base_url: str, api_key_env: str | None, timeout_s: float, max_retries: int = 0):

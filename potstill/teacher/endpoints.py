@@ -10,6 +10,7 @@ With `teacher.base_url: null` potstill serves the teacher itself, from `teacher.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -33,6 +34,17 @@ def served_teacher(teacher) -> WeightsSource:
         raise InputError("teacher.base_url is null and teacher.weights is none: there is no teacher to ask. Set "
                          "teacher.base_url to your OpenAI-compatible endpoint, or teacher.weights to its weights")
     return source
+
+
+def served_weights(endpoint: dict) -> str | None:
+    """Return what identifies the weights potstill serves for a user's GGUF file or checkpoint (None otherwise).
+
+    It keys the request cache (Sampling.weights): another file or checkpoint under the same
+    teacher.model is asked again, not answered from the cache.
+    """
+    if endpoint["kind"] not in (TRANSFORMERS_SERVE, "llama.cpp"):
+        return None
+    return json.dumps({key: value for key, value in endpoint.items() if key != "logprob_temperature"}, sort_keys=True)
 
 
 def serves_logprobs(teacher) -> bool:
