@@ -122,8 +122,17 @@ def save_model(model, tokenizer, out_dir: str | Path, extra_files: dict | None =
             (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def load_checked(model_dir: str | Path, dtype=torch.float32):
+def load_teacher(teacher_dir: str | Path, hardware, device: torch.device, dtype: torch.dtype):
+    """Return the teacher for scoring: on `device`, or split over the GPUs by hardware.teacher_device_map."""
+    if hardware.teacher_device_map:
+        return load_checked(teacher_dir, dtype=dtype, device_map=hardware.teacher_device_map)
+    return load_checked(teacher_dir, dtype=dtype).to(device)
+
+
+def load_checked(model_dir: str | Path, dtype=torch.float32, device_map: str | None = None):
     """Return a causal LM loaded from safetensors, refusing any missing or unexpected weight.
+
+    `device_map` (e.g. "auto") splits it across the visible GPUs as it loads (accelerate).
 
     transformers only logs missing keys and fills them with random values; a model evaluated
     like that scores near chance without any error.
@@ -145,7 +154,8 @@ def load_checked(model_dir: str | Path, dtype=torch.float32):
             + ": safetensors is required; re-save the model with save_pretrained(..., safe_serialization=True)"
         )
     model, info = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=dtype, output_loading_info=True, use_safetensors=True
+        model_dir, dtype=dtype, output_loading_info=True, use_safetensors=True,
+        **({"device_map": device_map} if device_map else {}),
     )
     problems = {kind: list(keys) for kind, keys in info.items() if keys}
     if problems:

@@ -308,6 +308,7 @@ class EvaluateParams(_Section):
 class HardwareParams(_Section):
     device: str = Field(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     dtype: Literal["auto", "float32", "bfloat16", "float16"]
+    teacher_device_map: Literal["auto", "balanced", "balanced_low_0", "sequential"] | None
 
 
 class ClassLabel(_Section):

@@ -19,7 +19,7 @@ from potstill.device import describe, resolve_device, resolve_dtype
 from potstill.distill.score import score_rows
 from potstill.distill.soft_targets import save_soft_targets, tokenizer_fingerprint
 from potstill.io import read_jsonl
-from potstill.models import load_checked
+from potstill.models import load_teacher
 from potstill.params import load_params
 from potstill.weights import load_tokenizer
 
@@ -35,8 +35,9 @@ def run_score(params_path: Path, teacher_dir: Path, curated: Path, out_dir: Path
         rows = [row for split in ("train", "val") for _, row in read_jsonl(curated / f"{split}.jsonl")]
         device = resolve_device(hardware.device)
         dtype = resolve_dtype(hardware.dtype, device)
-        typer.echo(f"score: teacher on {describe(device, dtype)}")
-        teacher = load_checked(teacher_dir, dtype=dtype).to(device)
+        placement = f"split by device_map {hardware.teacher_device_map}" if hardware.teacher_device_map else "on"
+        typer.echo(f"score: teacher {placement} {describe(device, dtype)}")
+        teacher = load_teacher(teacher_dir, hardware, device, dtype)
         # At kd.temperature itself: the top-k and the tail mass are then exact at the distillation temperature.
         targets = score_rows(teacher, tokenizer, rows, kd.top_k, train.max_seq_len, kd.score_batch_size,
                              temperature=kd.temperature)

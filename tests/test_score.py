@@ -94,3 +94,26 @@ def test_score_then_train_with_local_soft_targets(tokenizer, tmp_path):
     first_ce = float((tmp_path / "live/plots/metrics/ce_loss.tsv").read_text().splitlines()[1].split("\t")[-1])
     # Step 1 is computed on the untouched student: equal to its teacher on the k + 1 classes.
     assert first_kd < 1e-3 < first_ce
+
+
+def test_a_teacher_loaded_with_a_device_map_scores_as_the_teacher_on_one_device(tokenizer, tiny_model_dir,
+                                                                                 monkeypatch):
+    """hardware.teacher_device_map reaches transformers' loader (which places the layers over the GPUs; here the
+    CPU is the only device, so nothing is split); the scores are those of the teacher loaded whole."""
+    from transformers import AutoModelForCausalLM
+
+    from potstill.models import load_teacher
+    from tests.conftest import shipped
+
+    asked, real = [], AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained",
+                        lambda *args, **kwargs: asked.append(kwargs.get("device_map")) or real(*args, **kwargs))
+    split = load_teacher(tiny_model_dir, shipped("hardware", teacher_device_map="auto"), torch.device("cpu"),
+                         torch.float32)
+    whole = load_teacher(tiny_model_dir, shipped("hardware"), torch.device("cpu"), torch.float32)
+    assert asked == ["auto", None]
+    ours, theirs = (score_rows(model, tokenizer, ROWS, k=5, max_seq_len=128, batch_size=2, progress=False)
+                    for model in (split, whole))
+    for row in ROWS:
+        assert torch.equal(ours[row["id"]][0], theirs[row["id"]][0])
+        assert torch.allclose(ours[row["id"]][1], theirs[row["id"]][1], atol=1e-6)

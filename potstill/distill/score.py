@@ -38,7 +38,7 @@ def score_sequences(model, sequences: list[tuple[list[int], int]], k: int, vocab
         # Logits at t-1 predict token t: the targets of tokens start..end-1.
         logprobs = torch.log_softmax(logits[b, start - 1:end - 1, :vocab_limit].float() / temperature, dim=-1)
         top_lps, top_ids = logprobs.topk(k, dim=-1)
-        actual = logprobs.gather(-1, batch[b, start:end, None].to(device))[:, 0]
+        actual = logprobs.gather(-1, batch[b, start:end, None].to(logits.device))[:, 0]  # last GPU under device_map
         out.append((top_ids.to(torch.int32).cpu(), top_lps.cpu(), actual.cpu()))
     return out
 

@@ -38,7 +38,7 @@ from potstill.evaluation.metrics import (
 from potstill.evaluation.score_cache import ScoreCache
 from potstill.export.gguf_runtime import GGUFModel
 from potstill.export.quantize import load_quantized, weight_bytes
-from potstill.models import load_checked
+from potstill.models import load_checked, load_teacher
 from potstill.params import load_params
 from potstill.tasks import task_dirs, task_manager, task_specs
 from potstill.weights import load_tokenizer
@@ -159,7 +159,8 @@ def run_evaluate(params_path: Path, models: dict[str, tuple[str, Path, Path | No
             results[name] = cached
             continue
         if not teacher_scored:  # the teacher's distribution on the held-out split, once for every model
-            teacher_logits = hf_logits_fn(load_checked(teacher_dir).to(device))  # kept: it scores every model's answers
+            # kept: it scores every model's answers
+            teacher_logits = hf_logits_fn(load_teacher(teacher_dir, hardware, device, torch.float32))
             teacher_lp = teacher_logprobs(teacher_logits, rows)
             teacher_scored = True
             gc.collect()
