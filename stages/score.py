@@ -29,9 +29,11 @@ def run_score(params_path: Path, teacher_dir: Path, curated: Path, out_dir: Path
     params = load_params(params_path, "kd", "train", "hardware")
     kd, train, hardware = params["kd"], params["train"], params["hardware"]
     torch.manual_seed(0)
-    tokenizer = load_tokenizer(teacher_dir)
-    targets = {}
+    targets, tokenizer = {}, None
+    # Only kd.source local scores here; api (train aligns the endpoint's log-probs) and none need no
+    # teacher weights at all, and an API teacher has none (teacher.weights: none).
     if kd.source == "local":
+        tokenizer = load_tokenizer(teacher_dir)
         rows = [row for split in ("train", "val") for _, row in read_jsonl(curated / f"{split}.jsonl")]
         device = resolve_device(hardware.device)
         dtype = resolve_dtype(hardware.dtype, device)
@@ -42,7 +44,8 @@ def run_score(params_path: Path, teacher_dir: Path, curated: Path, out_dir: Path
         targets = score_rows(teacher, tokenizer, rows, kd.top_k, train.max_seq_len, kd.score_batch_size,
                              temperature=kd.temperature)
     manifest = {"source": kd.source, "k": kd.top_k, "logprob_temperature": kd.temperature,
-                "tokenizer": tokenizer_fingerprint(tokenizer), "vocab_size": len(tokenizer)}
+                "tokenizer": tokenizer_fingerprint(tokenizer) if tokenizer else None,
+                "vocab_size": len(tokenizer) if tokenizer else None}
     save_soft_targets(out_dir, targets, manifest)
     return {"rows": len(targets), "tokens": sum(int(ids.shape[0]) for ids, _ in targets.values())}
 

@@ -157,13 +157,16 @@ class FakeOpenAI(_Served):
     def __init__(self, delay_s: float = 0.0, completion_tokens: int = 8, model: str = "fake",
                  max_handlers: int = 64, lifetime_s: float = 120.0, api_key: str | None = None,
                  auth_status: int = 401, responder: Callable[[list[dict]], str] | None = None,
-                 prompt_logprobs: bool = False, decode: Callable[[int], str] | None = None):
+                 prompt_logprobs: bool = False, decode: Callable[[int], str] | None = None,
+                 tokenize: Callable[[str], list[str]] | None = None):
         super().__init__(_FakeHandler, max_handlers, lifetime_s)
         # Like vLLM when True: /v1/completions honours `prompt_logprobs`; like llama.cpp when False (ignored).
         self.prompt_logprobs, self.decode = prompt_logprobs, decode or str
         self.api_key, self.auth_status, self.rejected = api_key, auth_status, 0
         self.delay_s, self.completion_tokens, self.model = delay_s, completion_tokens, model
-        self.responder = responder
+        # Given, chat log-probs come per token of the reply as `tokenize` splits it (an endpoint
+        # sharing the student's tokenizer, as kd.source api needs); else per word.
+        self.responder, self.tokenize = responder, tokenize
         self.system_prompts: Counter[str] = Counter()
         self.in_flight = self.max_in_flight = 0
         self.arrivals: list[float] = []
@@ -216,9 +219,17 @@ class FakeOpenAI(_Served):
                   "finish_reason": finish_reason, "logprobs": None}
         if body.get("logprobs"):
             k = int(body.get("top_logprobs") or 1)
-            choice["logprobs"] = {"content": [
-                {"token": word, "logprob": -0.5, "bytes": None,
-                 "top_logprobs": [{"token": word, "logprob": -0.5, "bytes": None}] * k} for word in words]}
+            if self.tokenize is None:
+                choice["logprobs"] = {"content": [
+                    {"token": word, "logprob": -0.5, "bytes": None,
+                     "top_logprobs": [{"token": word, "logprob": -0.5, "bytes": None}] * k} for word in words]}
+            else:
+                alternatives = [(" the", -2.0), (" a", -2.5), (" and", -3.0)]
+                choice["logprobs"] = {"content": [
+                    {"token": token, "logprob": -0.5, "bytes": None,
+                     "top_logprobs": [{"token": t, "logprob": lp, "bytes": None}
+                                      for t, lp in [(token, -0.5), *alternatives][:k]]}
+                    for token in self.tokenize(content)]}
         prompt_tokens = sum(len(m.get("content") or "") for m in messages) // 4 + 1
         return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model", self.model), "choices": [choice],

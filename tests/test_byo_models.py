@@ -396,3 +396,35 @@ def test_the_default_profile_puts_back_every_key_the_other_profiles_change():
             apply_profile(ROOT / "configs" / "profiles" / f"{profile}.yaml", Path(params))
         back = yaml.safe_load(apply_profile(ROOT / "configs" / "profiles" / "default.yaml", Path(params)))
     assert back == {**shipped_params, "profile": "default"}
+
+
+# --- a run without teacher weights --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_run_with_only_a_teacher_url_and_a_student_folder_goes_end_to_end(tmp_path, tokenizer, other_student):
+    """The README's "bring your own" case with no teacher weights anywhere: an OpenAI-compatible teacher (the fake
+    endpoint, reporting log-probs in the student's tokens), kd.source api, the student from a folder; real
+    `dvc repro` through evaluate, which leaves the teacher out."""
+    from tests.fake_endpoint import FakeOpenAI
+
+    def tokens(text: str) -> list[str]:
+        return [tokenizer.decode([i]) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    with FakeOpenAI(completion_tokens=12, lifetime_s=900, tokenize=tokens) as server:
+        project = make_project(tmp_path / "project", "tiny", {
+            "teacher": {"base_url": server.base_url, "model": "fake", "api_key_env": None, "weights": "none",
+                        "revision": None, "logprobs": 3},
+            "student": {"source": str(other_student), "revision": None},
+            "kd": {"source": "api", "top_k": 3},
+            "quantize": {"formats": ["quanto-int8"]},
+            "evaluate": {"gates": [{"name": "student_rarely_loops", "metric": "degenerate_share", "model": "merged",
+                                    "max": 0.10, "warn_only": True}]},
+        })
+        run(["dvc", "repro"], project, timeout=1200)
+        assert sum(server.answered.values()) >= 10  # every prompt went to the endpoint
+    assert json.loads((project / "models/teacher" / POINTER_FILE).read_text()) == {"kind": "none"}
+    train = json.loads((project / "metrics/train/metrics.json").read_text())
+    assert train["final/rows_aligned"] > 0 and train["kd_loss"] > 0  # the endpoint's log-probs were learnt
+    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    assert "teacher" not in evaluation and {"student_base", "merged", "quanto-int8"} <= set(evaluation)
+    assert "kl_vs_teacher" not in evaluation["merged"] and evaluation["merged"]["potstill_mc"]["acc"] >= 0
