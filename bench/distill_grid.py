@@ -102,6 +102,8 @@ GRIDS = {
         {"layers": "first7_last8", "method": "full", "lr": 1e-4, "temperature": 1.0, "alpha": 0.9},
         {"layers": "first7_last8", "method": "full", "lr": 4e-4, "temperature": 1.0, "alpha": 0.9},
         {"layers": "first7_last8", "method": "full", "lr": 2e-4, "alpha": 0.0},
+        # Added after the run above: lr 4e-4 won at the edge of the range, so the range goes one step further.
+        {"layers": "first7_last8", "method": "full", "lr": 8e-4, "temperature": 1.0, "alpha": 0.9},
     ],
 }
 

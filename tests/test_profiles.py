@@ -40,7 +40,8 @@ def test_applying_a_profile_changes_only_its_keys_keeps_comments_and_records_its
     old, new = yaml.safe_load(before), yaml.safe_load(after)
     assert new["profile"] == "tiny"
     assert new["student"]["keep_layers"] == [0, 29] and new["train"]["max_steps"] == 4
-    assert new["train"]["learning_rate"] == old["train"]["learning_rate"]  # not in the profile: untouched
+    assert new["train"]["seed"] == old["train"]["seed"]  # not in the profile: untouched
+    assert (old["train"]["learning_rate"], new["train"]["learning_rate"]) == (4e-4, 2e-4)  # in it: changed
     gates = {gate["name"]: gate for gate in new["evaluate"]["gates"]}  # lists are replaced whole
     assert gates["gguf_top1"]["model"] == "gguf-q8_0" and "student_beats_its_start_on_mc" not in gates
     # Every comment line of params.yaml survives (but those inside the gates list, which the profile
