@@ -428,3 +428,13 @@ def test_a_run_with_only_a_teacher_url_and_a_student_folder_goes_end_to_end(tmp_
     evaluation = json.loads((project / "metrics/eval.json").read_text())
     assert "teacher" not in evaluation and {"student_base", "merged", "quanto-int8"} <= set(evaluation)
     assert "kl_vs_teacher" not in evaluation["merged"] and evaluation["merged"]["potstill_mc"]["acc"] >= 0
+
+
+def test_the_gguf_export_refuses_another_architecture_by_name_and_says_which_formats_work(tmp_path):
+    from transformers import Qwen2Config
+
+    from potstill.export.gguf_writer import _check_llama
+
+    with pytest.raises(InputError, match=r"model_type 'qwen2'; the GGUF export handles 'llama' only: for this "
+                                         r"architecture use quantize.formats quanto-int8, quanto-int4 or torchao-int8"):
+        _check_llama(Qwen2Config(), tmp_path)

@@ -71,7 +71,8 @@ def _rope_theta(config) -> float:
 def _check_llama(config, folder: Path) -> None:
     if config.model_type != "llama":
         raise InputError(f"{folder}/config.json: model_type {config.model_type!r}; the GGUF export handles "
-                         "'llama' only")
+                         "'llama' only: for this architecture use quantize.formats quanto-int8, quanto-int4 or "
+                         "torchao-int8")
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
         raise InputError(f"{folder}/config.json: attention_bias/mlp_bias are not supported by the GGUF export")
 
