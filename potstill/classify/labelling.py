@@ -19,7 +19,7 @@ from potstill.models import find_teacher_gguf
 from potstill.teacher.cache import ResponseCache
 from potstill.teacher.client import Sampling
 from potstill.teacher.dispatch import build_dispatcher
-from potstill.teacher.endpoints import TRANSFORMERS_SERVE, served_teacher, serves_logprobs, start_endpoints
+from potstill.teacher.endpoints import TRANSFORMERS_SERVE, served_teacher, start_endpoints
 from potstill.teacher.generate import generate
 from potstill.teacher.ledger import Ledger, Price
 from potstill.teacher.locks import exclusive_lock
@@ -45,7 +45,7 @@ def teacher_tokenizer(teacher, classify):
                          "the label tokens must be checked with that teacher's tokenizer; set "
                          "classify.teacher_tokenizer to a local folder holding it")
     source = served_teacher(teacher)
-    if not serves_logprobs(teacher):
+    if source.kind in ("folder", "hub"):  # served by transformers serve (base_url is null here)
         raise InputError(f"classify labels from the teacher's top_logprobs, but teacher.weights {teacher.weights!r} "
                          f"with teacher.base_url null is served by {TRANSFORMERS_SERVE}, which returns no "
                          "log-probs: serve it with vLLM and set teacher.base_url, or give a .gguf teacher.weights")

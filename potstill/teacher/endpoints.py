@@ -47,11 +47,6 @@ def served_weights(endpoint: dict) -> str | None:
     return json.dumps({key: value for key, value in endpoint.items() if key != "logprob_temperature"}, sort_keys=True)
 
 
-def serves_logprobs(teacher) -> bool:
-    """Whether the teacher's endpoint returns token log-probs (transformers serve does not)."""
-    return teacher.base_url is not None or served_teacher(teacher).kind in ("embedded", "gguf")
-
-
 def start_endpoints(teacher, stack: contextlib.ExitStack, servers: int = 1,
                     ) -> tuple[list[str], list[str] | None, dict]:
     """Return (endpoint URLs, their labels for logs and metrics, the manifest's endpoint entry).
