@@ -60,6 +60,27 @@ class WeightsSource:
         return cls("folder", value)
 
 
+def teacher_source(teacher, served: bool = False) -> WeightsSource:
+    """Return teacher.weights parsed; InputError when there is no endpoint to ask and no weights to serve.
+
+    `served`: the caller is about to serve the weights itself (teacher.base_url null is assumed).
+    """
+    source = WeightsSource.parse(teacher.weights, teacher.revision, "teacher.weights")
+    if (served or teacher.base_url is None) and source.kind == "none":
+        raise InputError("teacher.weights is none and teacher.base_url is null: there is no teacher to ask. Set "
+                         "teacher.base_url to your OpenAI-compatible endpoint, or teacher.weights to its weights")
+    return source
+
+
+def gguf_file(source: WeightsSource) -> Path:
+    """Return the GGUF file a `gguf` source names; InputError when it is not there."""
+    path = Path(source.where)
+    if not path.is_file():
+        raise InputError(f"teacher.weights: {source.where!r} does not exist; give the path of a .gguf file, "
+                         "relative to the repository root")
+    return path
+
+
 def resolve_hub(repo_id: str, revision: str | None, key: str) -> Path:
     """Return the snapshot folder of a hub model in the local cache; InputError with the download command if absent."""
     from huggingface_hub import snapshot_download

@@ -33,15 +33,13 @@ from potstill.models import (
     save_model,
 )
 from potstill.params import load_params
-from potstill.weights import TEMPLATE_FILE, WeightsSource, locate, write_pointer
+from potstill.weights import TEMPLATE_FILE, WeightsSource, gguf_file, locate, teacher_source, write_pointer
 
 
 def _gguf_teacher(teacher, source: WeightsSource) -> tuple[Path, dict]:
     """Return (GGUF path, what to record) for the embedded package or a GGUF file, checking the pin."""
     if source.kind == "gguf":
-        path = Path(source.where)
-        if not path.is_file():
-            raise InputError(f"teacher.weights: {source.where!r} does not exist")
+        path = gguf_file(source)
         return path, {"gguf_file": source.where, "bytes": path.stat().st_size}
     gguf, version = find_teacher_gguf(teacher.gguf_package, pinned=teacher.gguf_version)
     return gguf, {"gguf_package": teacher.gguf_package, "gguf_version": version, "gguf_file": gguf.name}
@@ -53,11 +51,8 @@ def run_prepare(params_path: Path, teacher_out: Path, student_out: Path) -> dict
 
     params = load_params(params_path, "teacher", "student", "kd")
     teacher, student, kd = params["teacher"], params["student"], params["kd"]
-    t_source = WeightsSource.parse(teacher.weights, teacher.revision, "teacher.weights")
+    t_source = teacher_source(teacher)
     s_source = WeightsSource.parse(student.source, student.revision, "student.source")
-    if teacher.base_url is None and t_source.kind == "none":
-        raise InputError("teacher.weights is none and teacher.base_url is null: there is no teacher to ask. Set "
-                         "teacher.base_url to your OpenAI-compatible endpoint, or teacher.weights to its weights")
     if teacher.base_url is None and t_source.kind in ("folder", "hub") and kd.source == "api":
         raise InputError("kd.source api distills the log-probs the teacher's endpoint returns, but with "
                          "teacher.base_url null a HF-checkpoint teacher is served by `transformers serve`, which "

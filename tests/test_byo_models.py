@@ -213,6 +213,22 @@ def test_a_teacher_with_neither_weights_nor_endpoint_is_refused(tmp_path, other_
     assert not (tmp_path / "teacher").exists()
 
 
+@pytest.mark.parametrize(("weights", "message"), [
+    ("none", "teacher.weights is none and teacher.base_url is null: there is no teacher"),
+    ("nowhere/teacher.gguf", "'nowhere/teacher.gguf' does not exist; give the path of a .gguf file"),
+])
+def test_serving_the_teacher_refuses_what_it_cannot_serve_before_starting_a_server(weights, message):
+    """start_endpoints, reached without prepare (generate and classify label call it): one check, prepare's own."""
+    import contextlib
+
+    from potstill.teacher.endpoints import start_endpoints
+    from tests.conftest import shipped
+
+    teacher = shipped("teacher", weights=weights, base_url=None)
+    with contextlib.ExitStack() as stack, pytest.raises(InputError, match=message):
+        start_endpoints(teacher, stack)
+
+
 def test_api_logprobs_from_a_checkpoint_served_by_transformers_serve_are_refused(tmp_path, tiny_model_dir,
                                                                                  other_student):
     with pytest.raises(InputError, match=r"kd.source api .* `transformers serve`, which returns none"):

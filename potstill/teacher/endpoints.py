@@ -12,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from pathlib import Path
 
-from potstill.errors import InputError
 from potstill.models import find_teacher_gguf
 from potstill.teacher.server import llama_cpp_server, transformers_server
-from potstill.weights import WeightsSource, locate
+from potstill.weights import WeightsSource, gguf_file, locate, teacher_source
 
 # llama-cpp-python computes logprobs from the raw logits whatever the sampling temperature
 # (tests/test_teacher_server.py checks this against transformers).
@@ -29,11 +27,7 @@ TRANSFORMERS_SERVE = "transformers-serve"
 
 def served_teacher(teacher) -> WeightsSource:
     """Return the weights potstill serves when teacher.base_url is null; InputError when there are none."""
-    source = WeightsSource.parse(teacher.weights, teacher.revision, "teacher.weights")
-    if source.kind == "none":
-        raise InputError("teacher.base_url is null and teacher.weights is none: there is no teacher to ask. Set "
-                         "teacher.base_url to your OpenAI-compatible endpoint, or teacher.weights to its weights")
-    return source
+    return teacher_source(teacher, served=True)
 
 
 def served_weights(endpoint: dict) -> str | None:
@@ -68,9 +62,7 @@ def start_endpoints(teacher, stack: contextlib.ExitStack, servers: int = 1,
             "kind": TRANSFORMERS_SERVE, "weights": teacher.weights, "revision": pointer.get("revision"),
             "digests": pointer["digests"], "logprob_temperature": None}
     if source.kind == "gguf":
-        gguf = Path(source.where)
-        if not gguf.is_file():
-            raise InputError(f"teacher.weights: {source.where!r} does not exist")
+        gguf = gguf_file(source)
         record = {"kind": "llama.cpp", "gguf_file": source.where, "bytes": gguf.stat().st_size}
     else:
         gguf, version = find_teacher_gguf(teacher.gguf_package)
