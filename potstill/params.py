@@ -335,6 +335,8 @@ class ClassifyParams(_Section):
     alpha: float = Field(ge=0, le=1)
     temperature: float = Field(gt=0)
     seed: int
+    int8_per_channel: bool
+    int8_reduce_range: bool
     speed_batch_size: int = Field(ge=1)
     teacher_speed_texts: int = Field(ge=1)
     gates: list[GateParams]

@@ -30,8 +30,16 @@ class _LogitsOnly(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
-def export(model, tokenizer, out: Path, example_texts: list[str]) -> dict:
-    """Write out/model.onnx (fp32), out/model.int8.onnx and the tokenizer; return their sizes."""
+def export(model, tokenizer, out: Path, example_texts: list[str], per_channel: bool = True,
+           reduce_range: bool = True) -> dict:
+    """Write out/model.onnx (fp32), out/model.int8.onnx and the tokenizer; return their sizes.
+
+    `per_channel`: one int8 scale per output channel of each weight, not one per tensor;
+    `reduce_range`: 7-bit weights, which onnxruntime advises on CPUs without VNNI, where its
+    u8 x s8 kernels can saturate. On the default student's val and training texts (558), int8
+    argmax agreement with fp32 was 0.973 with neither, 0.984 per channel, 0.989 with both
+    (classify.int8_per_channel / int8_reduce_range).
+    """
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -53,7 +61,8 @@ def export(model, tokenizer, out: Path, example_texts: list[str]) -> dict:
             dynamo=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
     program.save(str(out / ONNX_FILE))
-    quantize_dynamic(str(out / ONNX_FILE), str(out / INT8_FILE), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(out / ONNX_FILE), str(out / INT8_FILE), weight_type=QuantType.QInt8,
+                     per_channel=per_channel, reduce_range=reduce_range)
     tokenizer.save_pretrained(out)
     model.config.save_pretrained(out)  # id2label for whoever serves it
     return {"onnx_bytes": (out / ONNX_FILE).stat().st_size, "int8_bytes": (out / INT8_FILE).stat().st_size}

@@ -40,7 +40,7 @@ def main(
     model = AutoModelForSequenceClassification.from_pretrained(student)
     tokenizer = AutoTokenizer.from_pretrained(student)
     with atomic_dir(out) as tmp:
-        sizes = export(model, tokenizer, tmp, texts)
+        sizes = export(model, tokenizer, tmp, texts, classify.int8_per_channel, classify.int8_reduce_range)
         check = parity(model, tokenizer, tmp, texts, classify.max_length)
     write_json(metrics, {**sizes, **check})
     typer.echo(f"classify export: int8 {sizes['int8_bytes'] / 1e6:.1f} MB (fp32 {sizes['onnx_bytes'] / 1e6:.1f} MB); "
