@@ -16,6 +16,12 @@ configuration already there is skipped, so a killed grid resumes where it stoppe
 
     nohup .venv/bin/python bench/classify_grid.py run > classify_grid.log 2>&1 &
     .venv/bin/python bench/classify_grid.py table
+
+`int8` chooses the export's int8 options the same way: it quantizes the exported fp32 ONNX model
+(models/classify/onnx/model.onnx, from `make classify`) with each option set and counts how often
+the int8 argmax equals fp32's on the val texts and the first 400 training texts (not gold):
+
+    .venv/bin/python bench/classify_grid.py int8      # -> bench/results/classify_int8_val.jsonl
 """
 
 from __future__ import annotations
@@ -134,6 +140,51 @@ def run(grid: Annotated[str, typer.Option(help=f"one of {sorted(GRIDS)}")] = "de
             handle.write(json.dumps(row) + "\n")
         typer.echo(f"{name}: agree {row['agree']:.3f} {row['ci95']['agree']}, ece {row['ece']:.3f}, "
                    f"{row['minutes']} min, {row['items_per_s']} items/s", err=True)
+
+
+INT8_OPTIONS = {
+    "onnxruntime defaults": {},
+    "per channel": {"per_channel": True},
+    "MatMul only": {"op_types_to_quantize": ["MatMul"]},
+    "per channel, MatMul only": {"per_channel": True, "op_types_to_quantize": ["MatMul"]},
+    "per channel, 7-bit weights": {"per_channel": True, "reduce_range": True},
+}
+
+
+@app.command()
+def int8(onnx_dir: Annotated[Path, typer.Option()] = ROOT / "models" / "classify" / "onnx",
+         results: Annotated[Path, typer.Option()] = RESULTS.parent / "classify_int8_val.jsonl") -> None:
+    """Quantize the exported fp32 model with each option set; argmax agreement with fp32 on val and training texts."""
+    import numpy as np
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoTokenizer
+
+    from potstill.classify.onnx_export import ONNX_FILE, OnnxClassifier
+
+    classify = load_params(ROOT / "params.yaml", "classify")["classify"]
+    tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
+    texts = ([row["text"] for _, row in read_jsonl(CURATED / "val.jsonl")]
+             + [row["text"] for _, row in read_jsonl(CURATED / "train.jsonl")][:400])
+    batch, length = classify.speed_batch_size, classify.max_length
+    reference = np.array(OnnxClassifier(onnx_dir / ONNX_FILE).predict_proba(tokenizer, texts, batch, length))
+    with tempfile.TemporaryDirectory(prefix="potstill-int8-") as tmp:
+        for name, options in INT8_OPTIONS.items():
+            path = Path(tmp) / "int8.onnx"
+            quantize_dynamic(str(onnx_dir / ONNX_FILE), str(path), weight_type=QuantType.QInt8, **options)
+            model = OnnxClassifier(path)
+            model.predict_proba(tokenizer, texts[:batch], batch, length)  # warm-up
+            start = time.perf_counter()
+            probs = np.array(model.predict_proba(tokenizer, texts, batch, length))
+            rate = len(texts) / (time.perf_counter() - start)
+            row = {"options": name, "texts": len(texts),
+                   "argmax_agreement_with_fp32": float((probs.argmax(-1) == reference.argmax(-1)).mean()),
+                   "max_abs_prob_diff": float(np.abs(probs - reference).max()), "items_per_s": round(rate, 1),
+                   "megabytes": round(path.stat().st_size / 1e6, 1)}
+            with results.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+            typer.echo(f"{name}: argmax agreement with fp32 {row['argmax_agreement_with_fp32']:.4f} on "
+                       f"{len(texts)} texts, max |p diff| {row['max_abs_prob_diff']:.3f}, {rate:.0f} texts/s, "
+                       f"{row['megabytes']} MB")
 
 
 @app.command()
