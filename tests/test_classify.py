@@ -366,3 +366,31 @@ def test_the_classifier_grid_measures_on_val_and_never_opens_the_gold_set(tiny_e
     assert 0 <= row["ece"] <= 1 and row["ci95"]["ece"][0] <= row["ece"] <= row["ci95"]["ece"][1] + 1e-9
     assert len(row["history"]) == 6 and row["best_epoch"] in {e["epoch"] for e in row["history"]}
     assert row["items_per_s"] > 0 and row["val_rows"] == 12
+
+
+def test_the_int8_bench_measures_every_option_set_against_fp32_on_val_and_training_texts(trained, tmp_path,
+                                                                                          monkeypatch):
+    import sys
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from potstill.classify.onnx_export import export
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import classify_grid
+
+    model = AutoModelForSequenceClassification.from_pretrained(trained[1])
+    tokenizer = AutoTokenizer.from_pretrained(trained[1])
+    export(model, tokenizer, tmp_path / "onnx", [row["text"] for row in keyword_rows(4)])
+    (tmp_path / "curated").mkdir()
+    write_jsonl(tmp_path / "curated/val.jsonl", keyword_rows(12, offset=100))
+    write_jsonl(tmp_path / "curated/train.jsonl", keyword_rows(30))
+    monkeypatch.setattr(classify_grid, "CURATED", tmp_path / "curated")
+    classify_grid.int8(onnx_dir=tmp_path / "onnx", results=tmp_path / "int8.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "int8.jsonl").read_text().splitlines()]
+    assert [row["options"] for row in rows] == list(classify_grid.INT8_OPTIONS)
+    for row in rows:
+        assert row["texts"] == 42 and 0 <= row["argmax_agreement_with_fp32"] <= 1 and row["items_per_s"] > 0
+    # MatMul-only leaves the embeddings in fp32: a larger file than quantizing them too.
+    sizes = {row["options"]: row["megabytes"] for row in rows}
+    assert sizes["MatMul only"] > sizes["onnxruntime defaults"]
