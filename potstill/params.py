@@ -163,6 +163,7 @@ class CurateParams(_Section):
     min_examples: int = Field(ge=0)
     val_fraction: float = Field(ge=0.0, lt=0.5)
     test_fraction: float = Field(ge=0.0, lt=0.5)
+    split: Literal["stratified", "hash"]
     seed: int
 
     @model_validator(mode="after")

@@ -78,7 +78,7 @@ def run_curate(params_path: Path, generated: Path, out_dir: Path) -> dict:
     kept, near_misses = flag_pass(cur, responses, out_dir, report)
     if report.rows_in == 0:
         raise InputError(f"{responses}: no rows; rerun the generate stage")
-    split = split_rows(kept, cur.val_fraction, cur.test_fraction, cur.seed)
+    split = split_rows(kept, cur.val_fraction, cur.test_fraction, cur.seed, cur.split)
     warning = size_warning(len(kept))
     figures = report.figures({name: len(split[name]) for name in SPLITS}, [warning] if warning else [], near_misses)
     write_text_atomic(out_dir / "report.md", report_markdown(figures))

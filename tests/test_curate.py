@@ -264,6 +264,24 @@ def test_split_is_deterministic_disjoint_and_stratified():
     assert split_rows(rows, 0.1, 0.2, seed=1)["test"] != a["test"]
 
 
+
+def test_a_hash_split_never_moves_a_row_when_the_data_grows_and_a_stratified_one_does():
+    def assignment(rows, method):
+        return {r["id"]: name for name, part in split_rows(rows, 0.1, 0.1, 0, method).items() for r in part}
+
+    first = [row(i, "x", domain=f"d{i % 3}") for i in range(300)]
+    grown = first + [row(i, "x", domain=f"d{i % 4}") for i in range(300, 1200)]
+    before, after = assignment(first, "hash"), assignment(grown, "hash")
+    assert all(after[i] == split for i, split in before.items())
+    # The shares are met on average: 1,200 rows, 10% each, well within binomial noise (sd ~10 rows).
+    counts = {name: list(after.values()).count(name) for name in ("train", "val", "test")}
+    assert 80 <= counts["test"] <= 160 and 80 <= counts["val"] <= 160
+    assert assignment(list(reversed(grown)), "hash") == after
+    # Why hash exists: the stratified split deals shares of the whole, so growing the data moves rows.
+    before, after = assignment(first, "stratified"), assignment(grown, "stratified")
+    assert any(after[i] != split for i, split in before.items())
+
+
 def test_report_counts_examples_and_markdown():
     report = CurationReport()
     for r, why in [(row(0, "ok answer"), {}), (row(1, ""), {"empty": "no text"}),
