@@ -49,6 +49,9 @@ ENCODER = ROOT / "models" / "classify" / "encoder"
 HALF = [0, 2, 4]
 
 # (name, overrides of the classify params). alpha 0 is the hard-label student, the comparison.
+# Every configuration starts from BASE (the schedule the rows were measured at), not from
+# params.yaml's current values, so a row's name keeps meaning the same run after the default moves.
+BASE = {"learning_rate": 1e-4, "epochs": 3}
 GRIDS = {
     "default-on-val": [
         ("hard-6", {"alpha": 0.0, "keep_layers": None}),
@@ -102,7 +105,7 @@ def run_one(name: str, overrides: dict, classify, train: list[dict], val: list[d
 
     from potstill.classify.student import predict_proba, train_student
 
-    config = classify.model_copy(update=overrides)
+    config = classify.model_copy(update={**BASE, **overrides})
     texts = [row["text"] for row in val]
     teacher_ids = [argmax(row["teacher_probs"]) for row in val]
     with tempfile.TemporaryDirectory(prefix="potstill-classify-grid-") as tmp:
