@@ -19,6 +19,12 @@ resumes where it stopped. Run it in the background and read the table when you l
     .venv/bin/python bench/distill_grid.py table
     .venv/bin/python bench/distill_grid.py probe-layers     # untrained students only, no training
 
+The data-size grid (`run --grid data-size`) runs in a project built with the large profile
+(every shipped prompt plus synthesized ones, rows split by id hash). It trains the default
+student on the rows of the default run's own prompts only (`data: "shipped:360"`, the same ids
+and therefore the same splits as a default run on the hash split) and on every training row, at
+equal steps, and measures both on that project's val split, which neither trained on.
+
 The on-policy campaign (`run-onpolicy`, `table-onpolicy`) starts from the default off-policy
 student (models/merged) and continues it through the real train stage with `train.max_steps: 0`
 and `onpolicy.steps` more steps: lmbda 0 (more KD steps on teacher text, the control at equal
@@ -53,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 from potstill.evaluation.metrics import distill_metrics, heldout_rows, hf_logits_fn, teacher_logprobs  # noqa: E402
 from potstill.io import read_jsonl  # noqa: E402
 from potstill.models import LAYER_MAP_FILE, load_checked, prune_layers, save_model  # noqa: E402
+from potstill.teacher.prompts import balanced_subset, load_prompts  # noqa: E402
 from potstill.text import DEGENERATE_RATIO, repeated_ngram_ratio  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -81,6 +88,8 @@ LAYER_SETS = {
 
 BASE = {"layers": "every3_10", "method": "lora", "lr": 2e-4, "steps": 150, "source": "local", "top_k": 64,
         "temperature": 2.0, "alpha": 0.5, "loss": "forward_kl", "hidden_weight": 0.0, "lora_r": 16}
+# The default student of params.yaml (chosen on val by "default-on-val" below).
+DEFAULT_STUDENT = {"layers": "first7_last8", "method": "full", "lr": 4e-4, "temperature": 1.0, "alpha": 0.9}
 GRIDS = {
     # The starting point and its SFT twin (alpha 0 = cross-entropy on the teacher's tokens only),
     # then the best untrained layer choice (probe-layers) with LoRA and with full fine-tuning.
@@ -104,6 +113,13 @@ GRIDS = {
         {"layers": "first7_last8", "method": "full", "lr": 2e-4, "alpha": 0.0},
         # Added after the run above: lr 4e-4 won at the edge of the range, so the range goes one step further.
         {"layers": "first7_last8", "method": "full", "lr": 8e-4, "temperature": 1.0, "alpha": 0.9},
+    ],
+    # More data at equal compute (issue: 243 vs >= 1,000 rows), in a large-profile project: the
+    # default run's rows alone, every row at the same 150 steps, every row at the profile's 300.
+    "data-size": [
+        {**DEFAULT_STUDENT, "data": "shipped:360"},
+        {**DEFAULT_STUDENT, "data": "all"},
+        {**DEFAULT_STUDENT, "data": "all", "steps": 300},
     ],
 }
 
@@ -159,8 +175,29 @@ def greedy_answers(model, tokenizer, rows: list[dict], batch_size: int = 10) -> 
     return answers
 
 
-def train_config(config: dict, folder: Path, student: Path) -> float:
-    """Return the minutes the real train stage took to fit `config` into folder/adapter."""
+def training_split(spec: str, folder: Path) -> Path:
+    """Return the curated folder a configuration trains from: data/curated, or a subset of its train rows.
+
+    "all" = every curated training row; "shipped:N" = only the rows answering the N shipped prompts a
+    default run asks (generate.n_examples N: balanced_subset of data/prompts.jsonl), val unchanged.
+    """
+    curated = ROOT / "data/curated"
+    if spec == "all":
+        return curated
+    kind, _, count = spec.partition(":")
+    if kind != "shipped" or not count.isdigit():
+        raise typer.BadParameter(f'data: "all" or "shipped:N", got {spec!r}')
+    keep = {row["id"] for row in balanced_subset(load_prompts(ROOT / "data/prompts.jsonl"), int(count))}
+    out = folder / "curated"
+    out.mkdir(parents=True, exist_ok=True)
+    with (curated / "train.jsonl").open() as source, (out / "train.jsonl").open("w") as target:
+        target.writelines(line for line in source if json.loads(line)["id"] in keep)
+    (out / "val.jsonl").write_bytes((curated / "val.jsonl").read_bytes())
+    return out
+
+
+def train_config(config: dict, folder: Path, student: Path) -> tuple[float, dict]:
+    """Return (minutes, token counts) of the real train stage fitting `config` into folder/adapter."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["kd"].update({"source": config["source"], "top_k": config["top_k"], "alpha": config["alpha"],
                          "temperature": config["temperature"], "loss": config["loss"],
@@ -170,13 +207,21 @@ def train_config(config: dict, folder: Path, student: Path) -> float:
     params["lora"].update({"r": config["lora_r"], "alpha": 2 * config["lora_r"]})
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    curated = training_split(config.get("data", "all"), folder)
     started = time.monotonic()
     subprocess.run([sys.executable, str(ROOT / "stages/train.py"), "--params", str(folder / "params.yaml"),
                     "--student", str(student), "--teacher", str(ROOT / "models/teacher"),
-                    "--curated", str(ROOT / "data/curated"), "--generated", str(ROOT / "data/generated"),
+                    "--curated", str(curated), "--generated", str(ROOT / "data/generated"),
                     "--soft-targets", str(ROOT / "data/soft-targets"), "--out", str(folder / "adapter"),
                     "--live", str(folder / "live")], check=True, cwd=ROOT)
-    return (time.monotonic() - started) / 60
+    return (time.monotonic() - started) / 60, {**final_tokens(folder / "live"),
+                                               "examples": sum(1 for _ in read_jsonl(curated / "train.jsonl"))}
+
+
+def final_tokens(live: Path) -> dict:
+    """Return the train stage's final token counts (tokens_student_train, ...) from its DVCLive metrics."""
+    final = json.loads((live / "metrics.json").read_text())
+    return {key.removeprefix("final/"): value for key, value in final.items() if key.startswith("final/tokens_")}
 
 
 def load_trained(folder: Path, student: Path):
@@ -232,11 +277,10 @@ def run(grid: Annotated[str, typer.Option(help=f"one of {sorted(GRIDS)}")] = "ca
             append_row(before_path, {"key": config["layers"], **before})
         before = next(row for _, row in read_jsonl(before_path) if row["key"] == config["layers"])
         print(f"{key}: training {config}", flush=True)
-        minutes = train_config(config, WORK / key, student)
+        minutes, counts = train_config(config, WORK / key, student)
         after = quality(load_trained(WORK / key, student), tokenizer, references)
         row = {"key": key, **config, "n_layers": len(LAYER_SETS[config["layers"]]), "minutes": round(minutes, 1),
-               "examples": sum(1 for _ in read_jsonl(ROOT / "data/curated/train.jsonl")),
-               "kl_before": before["kl"], **after,
+               **counts, "val_prompts": len(references[0]), "kl_before": before["kl"], **after,
                "kl_gap_closed": 1 - after["kl"] / before["kl"]}
         append_row(out, row)
         print(f"{key}: kl {row['kl']:.3f} (before {before['kl']:.3f}) nll {row['nll']:.3f} top1 {row['top1']:.3f} "
@@ -295,9 +339,7 @@ def train_onpolicy(config: dict, folder: Path) -> tuple[float, dict]:
                     "--curated", str(ROOT / "data/curated"), "--generated", str(ROOT / "data/generated"),
                     "--soft-targets", str(ROOT / "data/soft-targets"), "--out", str(folder / "adapter"),
                     "--live", str(folder / "live"), "--rollouts", str(folder / "rollouts.jsonl")], check=True, cwd=ROOT)
-    final = json.loads((folder / "live" / "metrics.json").read_text())
-    return (time.monotonic() - started) / 60, {key.removeprefix("final/"): value for key, value in final.items()
-                                               if key.startswith("final/tokens_")}
+    return (time.monotonic() - started) / 60, final_tokens(folder / "live")
 
 
 @app.command("run-onpolicy")

@@ -6,6 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+import typer
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,6 +38,29 @@ def test_the_distillation_grid_chooses_on_val_and_never_opens_the_test_split(tmp
     assert not (tmp_path / "data/curated/test.jsonl").exists()
     assert distill_grid.SELECTION_SPLIT.name == "val.jsonl"
 
+
+
+def test_the_data_size_arm_trains_on_the_default_runs_rows_alone_and_keeps_val(tmp_path, monkeypatch):
+    """"shipped:N" keeps the training rows of the N prompts a default run asks, by id; val is untouched."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import distill_grid
+
+    (tmp_path / "data/curated").mkdir(parents=True)
+    prompts = [{"id": f"{domain}-{i}", "prompt": f"{domain} question {i}?", "domain": domain}
+               for domain in ("a", "b") for i in range(3)]
+    (tmp_path / "data/prompts.jsonl").write_text("".join(json.dumps(row) + "\n" for row in prompts))
+    train = [{"id": row["id"], "messages": []} for row in prompts] + [{"id": "synth-1", "messages": []}]
+    (tmp_path / "data/curated/train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in train))
+    (tmp_path / "data/curated/val.jsonl").write_text(json.dumps({"id": "a-9", "messages": []}) + "\n")
+    monkeypatch.setattr(distill_grid, "ROOT", tmp_path)
+
+    assert distill_grid.training_split("all", tmp_path / "arm") == tmp_path / "data/curated"
+    subset = distill_grid.training_split("shipped:4", tmp_path / "arm")
+    kept = [json.loads(line)["id"] for line in (subset / "train.jsonl").read_text().splitlines()]
+    assert kept == ["a-0", "a-1", "b-0", "b-1"]  # round-robin over domains, as generate.n_examples 4 asks
+    assert (subset / "val.jsonl").read_bytes() == (tmp_path / "data/curated/val.jsonl").read_bytes()
+    with pytest.raises(typer.BadParameter, match="shipped:N"):
+        distill_grid.training_split("first:4", tmp_path / "arm")
 
 def test_the_scale_bench_runs_ours_and_trls_trainers_on_the_same_tokens(tmp_path):
     """bench/gpu_scale.py at its micro shape: the teacher scores, then ours (stored top-k), TRL's SFT and GKD

@@ -114,7 +114,7 @@ def tiny_params(root, **train):
     return path
 
 
-def test_train_cli_fits_an_adapter_and_logs_ce_and_kd_apart(tiny_run, tiny_model_dir):
+def test_train_cli_fits_an_adapter_and_logs_ce_and_kd_apart(tiny_run, tiny_model_dir, tokenizer):
     from stages.train import app
 
     params = tiny_params(tiny_run)
@@ -128,6 +128,11 @@ def test_train_cli_fits_an_adapter_and_logs_ce_and_kd_apart(tiny_run, tiny_model
     metrics = json.loads((tiny_run / "live" / "metrics.json").read_text())
     assert math.isfinite(metrics["kd_loss"]) and math.isfinite(metrics["ce_loss"])
     assert metrics["final/rows_aligned"] == 4
+    # Compute is counted in tokens, padding not counted: 3 rows make 2 batches an epoch (2 rows, then 1),
+    # so 6 steps are 3 epochs.
+    rows = [json.loads(line) for line in (tiny_run / "curated" / "train.jsonl").read_text().splitlines()]
+    lengths = [len(tokenize_chat(tokenizer, row["messages"], 64)["input_ids"]) for row in rows]
+    assert metrics["final/tokens_student_offpolicy"] == 3 * sum(lengths)
     ce_curve = (tiny_run / "live" / "plots" / "metrics" / "ce_loss.tsv").read_text().splitlines()
     first, last = float(ce_curve[1].split("\t")[-1]), float(ce_curve[-1].split("\t")[-1])
     assert last < first  # 6 steps at a high rate on 3 rows: the student must learn something

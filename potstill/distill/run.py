@@ -127,6 +127,8 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
         logging_steps=train.logging_steps, save_strategy="steps", save_total_limit=2, report_to=[],
         remove_unused_columns=False, seed=train.seed, data_seed=train.seed, use_cpu=device.type == "cpu",
         dataloader_num_workers=0,
+        # Compute in tokens (the campaign compares arms at equal tokens): kept in the checkpoint state.
+        include_num_input_tokens_seen="non_padding",
     )
     args = TrainingArguments(
         output_dir=str(checkpoints), max_steps=train.max_steps, learning_rate=train.learning_rate,
@@ -169,6 +171,7 @@ def run_train(params_path: Path, student_dir: Path, curated: Path, generated: Pa
         if train.max_steps:  # 0: on-policy only, from the student as given
             result = trainer.train(resume_from_checkpoint=resume)
             final.update(train_loss=result.training_loss, global_step=result.global_step,
+                         tokens_student_offpolicy=trainer.state.num_input_tokens_seen,
                          selected_step=_step_of(trainer.state.best_model_checkpoint) if select_best
                          else result.global_step)
         if onpolicy.steps and is_main:
