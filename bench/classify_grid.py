@@ -87,7 +87,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 def val_figures(probs: list[list[float]], teacher_ids: list[int]) -> dict:
     """Return agreement with the teacher's argmax and ECE against it, each with a 95% interval over texts."""
-    from potstill.classify.metrics import _resampled
+    from potstill.classify.metrics import ece_interval
 
     predicted = [argmax(p) for p in probs]
     confidence = [max(p) for p in probs]
@@ -95,8 +95,7 @@ def val_figures(probs: list[list[float]], teacher_ids: list[int]) -> dict:
     ece = expected_calibration_error(confidence, agree)
     return {"agree": sum(agree) / len(agree), "ece": ece,
             "ci95": {"agree": bootstrap_interval([float(a) for a in agree]),
-                     "ece": _resampled(lambda ix: expected_calibration_error([confidence[i] for i in ix],
-                                                                             [agree[i] for i in ix]), len(agree))}}
+                     "ece": ece_interval(confidence, agree)}}
 
 
 def run_one(name: str, overrides: dict, classify, train: list[dict], val: list[dict]) -> dict:

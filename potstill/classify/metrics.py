@@ -40,6 +40,12 @@ def _resampled(stat, n: int, seed: int = 0) -> tuple[float, float]:
     return values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]
 
 
+def ece_interval(confidence: list[float], correct: list[bool]) -> tuple[float, float]:
+    """Return the 95% bootstrap interval of the ECE of `confidence` against `correct`, over items."""
+    return _resampled(lambda ix: expected_calibration_error([confidence[i] for i in ix], [correct[i] for i in ix]),
+                      len(correct))
+
+
 def classifier_scores(probs: list[list[float]], gold: list[int], teacher: list[int] | None, classes: int) -> dict:
     """Return {gold: {acc, macro_f1, agree?, ece}, ci95: {...}, items: {gold: {acc, agree?}}} for one model."""
     predicted = [argmax(p) for p in probs]
@@ -50,8 +56,7 @@ def classifier_scores(probs: list[list[float]], gold: list[int], teacher: list[i
               "ece": expected_calibration_error(confidence, correct)}
     ci = {"acc": bootstrap_interval([float(c) for c in correct]),
           "macro_f1": _resampled(lambda ix: macro_f1([predicted[i] for i in ix], [gold[i] for i in ix], classes), n),
-          "ece": _resampled(lambda ix: expected_calibration_error([confidence[i] for i in ix],
-                                                                  [correct[i] for i in ix]), n)}
+          "ece": ece_interval(confidence, correct)}
     items = {"acc": [float(c) for c in correct]}
     if teacher is not None:
         agree = [float(p == t) for p, t in zip(predicted, teacher, strict=True)]
