@@ -268,6 +268,24 @@ def test_progress_logs_every_tenth_when_not_a_terminal():
     assert stream.getvalue().count("\n") == 1
 
 
+def test_progress_rates_count_only_their_own_batch_of_requests():
+    """Synthesis then answers share one ledger: the answers' rate and ETA must not include synthesis time."""
+    now = [0.0]
+    ledger = Ledger(clock=lambda: now[0])
+    ledger.begin()
+    ledger.completion_tokens = 5000  # an earlier batch: 600 s and 5,000 tokens
+    now[0] = 600.0
+    stream = io.StringIO()
+    with Progress(100, ledger, stream=stream, clock=lambda: now[0]) as progress:
+        for _ in range(10):
+            now[0] += 1.0
+            ledger.completion_tokens += 40
+            progress.update()
+    first = stream.getvalue().splitlines()[0]
+    assert first.startswith("teacher: 10/100 answered (10%), 1.00 req/s, 40.0 completion tok/s")
+    assert first.endswith("ETA 1m30s")
+
+
 def test_redact_blanks_keys():
     assert "sk-" not in redact("bad key sk-abcdef123456 sent").replace("sk-[redacted]", "")
     assert redact("token mysecretvalue leaked", "mysecretvalue") == "token [redacted] leaked"

@@ -220,7 +220,11 @@ def _clock_text(seconds: float) -> str:
 
 
 class Progress:
-    """Shows how far the requests are: a tqdm bar on a terminal, else a log line every ~10% or 30 s."""
+    """Shows how far the requests are: a tqdm bar on a terminal, else a log line every ~10% or 30 s.
+
+    Rates and the ETA count this batch's requests only, from its own start: a ledger shared with an
+    earlier batch (prompt synthesis before the answers) does not dilute them.
+    """
 
     def __init__(self, total: int, ledger: Ledger, enabled: bool = True, stream=None, every_s: float = 30.0,
                  clock=time.monotonic):
@@ -230,6 +234,7 @@ class Progress:
         self.enabled = enabled and total > 0
         self.bar = None
         self._last_time, self._last_step = clock(), 0
+        self._started, self._tokens_before = clock(), ledger.completion_tokens
         if self.enabled and getattr(self.stream, "isatty", lambda: False)():
             from tqdm.auto import tqdm
 
@@ -259,12 +264,13 @@ class Progress:
 
     def line(self) -> str:
         """Return the plain progress line: answered, rate, tokens/s, retries, errors, ETA."""
-        wall = max(self.ledger.elapsed(), 1e-9)
+        wall = max(self.clock() - self._started, 1e-9)
         rate = self.done / wall
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         errors = sum(self.ledger.errors.values())
         return (f"teacher: {self.done}/{self.total} answered ({100 * self.done / self.total:.0f}%), "
-                f"{rate:.2f} req/s, {self.ledger.completion_tokens / wall:.1f} completion tok/s, "
+                f"{rate:.2f} req/s, {(self.ledger.completion_tokens - self._tokens_before) / wall:.1f} "
+                f"completion tok/s, "
                 f"{self.ledger.retries} retries, {errors} errors, "
                 f"ETA {_clock_text(eta) if eta != float('inf') else '?'}")
 
