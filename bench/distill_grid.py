@@ -19,11 +19,14 @@ resumes where it stopped. Run it in the background and read the table when you l
     .venv/bin/python bench/distill_grid.py table
     .venv/bin/python bench/distill_grid.py probe-layers     # untrained students only, no training
 
-The data-size grid (`run --grid data-size`) runs in a project built with the large profile
-(every shipped prompt plus synthesized ones, rows split by id hash). It trains the default
-student on the rows of the default run's own prompts only (`data: "shipped:360"`, the same ids
-and therefore the same splits as a default run on the hash split) and on every training row, at
-equal steps, and measures both on that project's val split, which neither trained on.
+The data-size grid runs in a project built with the large profile (every shipped prompt plus
+synthesized ones, rows split by id hash). It trains the default student on the rows of the default
+run's own prompts only (`data: "shipped:360"`: the same ids, so the same split as a default run on
+the hash split) and on every training row, at equal steps, and measures both, and the profile's
+own model, on that project's val split, which none of them trained on:
+
+    .venv/bin/python bench/distill_grid.py run --grid data-size --out bench/results/data_size_val.jsonl \
+        --also models/merged
 
 The on-policy campaign (`run-onpolicy`, `table-onpolicy`) starts from the default off-policy
 student (models/merged) and continues it through the real train stage with `train.max_steps: 0`
@@ -114,12 +117,12 @@ GRIDS = {
         # Added after the run above: lr 4e-4 won at the edge of the range, so the range goes one step further.
         {"layers": "first7_last8", "method": "full", "lr": 8e-4, "temperature": 1.0, "alpha": 0.9},
     ],
-    # More data at equal compute (issue: 243 vs >= 1,000 rows), in a large-profile project: the
-    # default run's rows alone, every row at the same 150 steps, every row at the profile's 300.
+    # More data at equal steps (issue: 243 vs >= 1,000 rows), in a large-profile project: the default
+    # run's rows alone, and every row. The profile's own run (every row, 300 steps) is measured with
+    # `--also models/merged`.
     "data-size": [
         {**DEFAULT_STUDENT, "data": "shipped:360"},
         {**DEFAULT_STUDENT, "data": "all"},
-        {**DEFAULT_STUDENT, "data": "all", "steps": 300},
     ],
 }
 
@@ -260,10 +263,21 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 @app.command()
 def run(grid: Annotated[str, typer.Option(help=f"one of {sorted(GRIDS)}")] = "campaign",
-        out: Annotated[Path, typer.Option()] = RESULTS / "distill_grid_val.jsonl") -> None:
+        out: Annotated[Path, typer.Option()] = RESULTS / "distill_grid_val.jsonl",
+        also: Annotated[list[Path] | None, typer.Option(
+            help="a student trained elsewhere (e.g. the pipeline's models/merged), measured too; repeatable")] = None,
+        ) -> None:
     """Train and measure every configuration of the grid not yet in `out` (untrained students go to out_before)."""
+    from potstill.io import folder_digest
+
     tokenizer, teacher, _ = setup()
     references = val_references(tokenizer, teacher)
+    for model in also or []:
+        key = f"model-{folder_digest(model)[:10]}"
+        if key not in done_keys(out):
+            print(f"{key}: measuring {model}", flush=True)
+            append_row(out, {"key": key, "model": str(model), "val_prompts": len(references[0]),
+                             **quality(load_checked(model), tokenizer, references)})
     before_path = out.with_name(f"{out.stem}_before.jsonl")
     for overrides in GRIDS[grid]:
         config = {**BASE, **overrides}
@@ -436,9 +450,9 @@ def cell(row: dict, column: str) -> str:
 @app.command()
 def table(path: Annotated[Path, typer.Option()] = RESULTS / "distill_grid_val.jsonl") -> None:
     """Print the grid as a markdown table (95% intervals over the validation prompts in brackets)."""
-    columns = ("layers", "n_layers", "method", "lr", "steps", "source", "top_k", "temperature", "alpha", "loss",
-               "hidden_weight", "examples", "minutes", "kl_before", "kl", "kl_gap_closed", "nll", "top1",
-               "degenerate", "onpolicy_kl")
+    columns = ("model", "layers", "n_layers", "method", "lr", "steps", "source", "top_k", "temperature", "alpha",
+               "loss", "hidden_weight", "data", "examples", "tokens_student_offpolicy", "minutes", "kl_before", "kl",
+               "kl_gap_closed", "nll", "top1", "degenerate", "onpolicy_kl", "length_vs_teacher")
     print("| key | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for _, row in read_jsonl(path):
