@@ -331,10 +331,41 @@ def quality(model, tokenizer, references) -> dict:
     record.update(onpolicy_kl(hf_logits_fn(model), teacher_logits, prompts, answers), answers=answers,
                   **answer_figures(answers))
     teacher_tokens = answer_figures(teacher_answers)["answer_tokens"]
-    return {"kl": record["kl_vs_teacher"], "nll": record["heldout_nll"], "top1": record["top1_vs_teacher"],
+    ids = [row["id"] for _, row in read_jsonl(SELECTION_SPLIT)]
+    return {"by_origin": origin_figures(record, ids),
+            "kl": record["kl_vs_teacher"], "nll": record["heldout_nll"], "top1": record["top1_vs_teacher"],
             "onpolicy_kl": record["onpolicy_kl"], "degenerate": record["degenerate_share"],
             "answer_tokens": record["answer_tokens"], "length_vs_teacher": record["answer_tokens"] / teacher_tokens,
             "ci95": intervals(record), "samples": [a["answer"] for a in answers[:4]]}
+
+
+def origin_figures(record: dict, ids: list[str]) -> dict:
+    """Return KL, on-policy KL and degenerate share apart for shipped and synthesized val prompts (ids synth-*).
+
+    A model trained on synthesized prompts meets their kind again in val; the shipped ones are the
+    default run's own kind. Figures with 95% intervals over the prompts of each group.
+    """
+    from potstill.evaluation.metrics import bootstrap_interval
+
+    rows, onpolicy, answers = record["rows"], record["onpolicy_rows"], record["answers"]
+    if not len(ids) == len(rows["tokens"]) == len(onpolicy["tokens"]) == len(answers):
+        return {}
+    out = {}
+    for origin in ("shipped", "synthesized"):
+        picked = [i for i, row_id in enumerate(ids) if row_id.startswith("synth-") == (origin == "synthesized")]
+        if not picked:
+            continue
+
+        def ratio(values, weights, picked=picked):
+            top, bottom = [values[i] for i in picked], [weights[i] for i in picked]
+            return sum(top) / sum(bottom), bootstrap_interval(top, bottom)
+
+        kl, kl_ci = ratio(rows["kl"], rows["tokens"])
+        on, on_ci = ratio(onpolicy["kl"], onpolicy["tokens"])
+        loops, loops_ci = ratio([float(a["degenerate"]) for a in answers], [1.0] * len(answers))
+        out[origin] = {"prompts": len(picked), "kl": kl, "onpolicy_kl": on, "degenerate": loops,
+                       "ci95": {"kl": list(kl_ci), "onpolicy_kl": list(on_ci), "degenerate": list(loops_ci)}}
+    return out
 
 
 def train_onpolicy(config: dict, folder: Path) -> tuple[float, dict]:

@@ -34,6 +34,9 @@ def test_the_distillation_grid_chooses_on_val_and_never_opens_the_test_split(tmp
     # Every arm is measured with 95% intervals over the validation prompts; the teacher against itself: KL 0.
     figures = distill_grid.quality(teacher, tokenizer, references)
     assert abs(figures["kl"]) < 1e-5 and figures["top1"] == 1.0
+    # Apart by origin (shipped vs synthesized prompts): here one shipped prompt, the same figures.
+    assert set(figures["by_origin"]) == {"shipped"} and figures["by_origin"]["shipped"]["prompts"] == 1
+    assert figures["by_origin"]["shipped"]["kl"] == pytest.approx(figures["kl"], abs=1e-9)
     assert {"kl_vs_teacher", "heldout_nll", "top1_vs_teacher", "degenerate_share"} <= set(figures["ci95"])
     assert not (tmp_path / "data/curated/test.jsonl").exists()
     assert distill_grid.SELECTION_SPLIT.name == "val.jsonl"
@@ -61,6 +64,21 @@ def test_the_data_size_arm_trains_on_the_default_runs_rows_alone_and_keeps_val(t
     assert (subset / "val.jsonl").read_bytes() == (tmp_path / "data/curated/val.jsonl").read_bytes()
     with pytest.raises(typer.BadParameter, match="shipped:N"):
         distill_grid.training_split("first:4", tmp_path / "arm")
+
+
+def test_val_figures_come_apart_for_shipped_and_synthesized_prompts():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import distill_grid
+
+    record = {"rows": {"kl": [2.0, 9.0, 3.0], "tokens": [2, 3, 1]},
+              "onpolicy_rows": {"kl": [1.0, 6.0, 2.0], "tokens": [1, 2, 2]},
+              "answers": [{"degenerate": False}, {"degenerate": True}, {"degenerate": True}]}
+    figures = distill_grid.origin_figures(record, ["coding-001", "synth-ab", "facts-002"])
+    assert figures["shipped"]["prompts"] == 2 and figures["synthesized"]["prompts"] == 1
+    assert figures["shipped"]["kl"] == pytest.approx(5 / 3) and figures["synthesized"]["kl"] == pytest.approx(3.0)
+    assert figures["shipped"]["onpolicy_kl"] == pytest.approx(1.0) and figures["shipped"]["degenerate"] == 0.5
+    assert figures["synthesized"]["ci95"]["degenerate"] == [1.0, 1.0]
+    assert distill_grid.origin_figures(record, ["coding-001"]) == {}  # ids that do not line up: no breakdown
 
 def test_the_scale_bench_runs_ours_and_trls_trainers_on_the_same_tokens(tmp_path):
     """bench/gpu_scale.py at its micro shape: the teacher scores, then ours (stored top-k), TRL's SFT and GKD
