@@ -208,23 +208,24 @@ def train_config(config: dict, folder: Path, student: Path) -> tuple[float, dict
     params["train"].update({"method": config["method"], "learning_rate": config["lr"],
                             "max_steps": config["steps"]})
     params["lora"].update({"r": config["lora_r"], "alpha": 2 * config["lora_r"]})
+    curated = training_split(config.get("data", "all"), folder)
+    minutes, tokens = train_stage(params, folder, student, curated)
+    return minutes, {**tokens, "examples": sum(1 for _ in read_jsonl(curated / "train.jsonl"))}
+
+
+def train_stage(params: dict, folder: Path, student: Path, curated: Path, *extra: str) -> tuple[float, dict]:
+    """Run the real train stage with `params` into folder/adapter; return (minutes, its final token counts)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    curated = training_split(config.get("data", "all"), folder)
     started = time.monotonic()
     subprocess.run([sys.executable, str(ROOT / "stages/train.py"), "--params", str(folder / "params.yaml"),
                     "--student", str(student), "--teacher", str(ROOT / "models/teacher"),
                     "--curated", str(curated), "--generated", str(ROOT / "data/generated"),
                     "--soft-targets", str(ROOT / "data/soft-targets"), "--out", str(folder / "adapter"),
-                    "--live", str(folder / "live")], check=True, cwd=ROOT)
-    return (time.monotonic() - started) / 60, {**final_tokens(folder / "live"),
-                                               "examples": sum(1 for _ in read_jsonl(curated / "train.jsonl"))}
-
-
-def final_tokens(live: Path) -> dict:
-    """Return the train stage's final token counts (tokens_student_train, ...) from its DVCLive metrics."""
-    final = json.loads((live / "metrics.json").read_text())
-    return {key.removeprefix("final/"): value for key, value in final.items() if key.startswith("final/tokens_")}
+                    "--live", str(folder / "live"), *extra], check=True, cwd=ROOT)
+    final = json.loads((folder / "live" / "metrics.json").read_text())
+    return (time.monotonic() - started) / 60, {key.removeprefix("final/"): value for key, value in final.items()
+                                               if key.startswith("final/tokens_")}
 
 
 def load_trained(folder: Path, student: Path):
@@ -376,15 +377,8 @@ def train_onpolicy(config: dict, folder: Path) -> tuple[float, dict]:
                                "beta": config["beta"], "sample_temperature": config["sample_temperature"],
                                "learning_rate": config["lr"], "resample_every": config["resample_every"],
                                "max_new_tokens": config["max_new_tokens"]})
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    started = time.monotonic()
-    subprocess.run([sys.executable, str(ROOT / "stages/train.py"), "--params", str(folder / "params.yaml"),
-                    "--student", str(ROOT / config["start"]), "--teacher", str(ROOT / "models/teacher"),
-                    "--curated", str(ROOT / "data/curated"), "--generated", str(ROOT / "data/generated"),
-                    "--soft-targets", str(ROOT / "data/soft-targets"), "--out", str(folder / "adapter"),
-                    "--live", str(folder / "live"), "--rollouts", str(folder / "rollouts.jsonl")], check=True, cwd=ROOT)
-    return (time.monotonic() - started) / 60, final_tokens(folder / "live")
+    return train_stage(params, folder, ROOT / config["start"], ROOT / "data/curated",
+                       "--rollouts", str(folder / "rollouts.jsonl"))
 
 
 @app.command("run-onpolicy")

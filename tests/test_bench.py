@@ -42,7 +42,6 @@ def test_the_distillation_grid_chooses_on_val_and_never_opens_the_test_split(tmp
     assert distill_grid.SELECTION_SPLIT.name == "val.jsonl"
 
 
-
 def test_the_data_size_arm_trains_on_the_default_runs_rows_alone_and_keeps_val(tmp_path, monkeypatch):
     """"shipped:N" keeps the training rows of the N prompts a default run asks, by id; val is untouched."""
     sys.path.insert(0, str(ROOT / "bench"))
@@ -79,6 +78,7 @@ def test_val_figures_come_apart_for_shipped_and_synthesized_prompts():
     assert figures["shipped"]["onpolicy_kl"] == pytest.approx(1.0) and figures["shipped"]["degenerate"] == 0.5
     assert figures["synthesized"]["ci95"]["degenerate"] == [1.0, 1.0]
     assert distill_grid.origin_figures(record, ["coding-001"]) == {}  # ids that do not line up: no breakdown
+
 
 def test_the_scale_bench_runs_ours_and_trls_trainers_on_the_same_tokens(tmp_path):
     """bench/gpu_scale.py at its micro shape: the teacher scores, then ours (stored top-k), TRL's SFT and GKD
