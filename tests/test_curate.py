@@ -318,7 +318,8 @@ def stage_inputs(tmp_path: Path, **overrides) -> tuple[Path, Path, list[dict]]:
     write_task(tmp_path / "tasks", [PLANTED])
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     shipped["curate"].update({"decontam_tasks": ["planted"], "decontam_task_dir": str(tmp_path / "tasks"),
-                              "val_fraction": 0.2, "test_fraction": 0.2, **overrides})
+                              "val_fraction": 0.2, "test_fraction": 0.2,
+                              "split": "stratified", **overrides})  # exact shares on 11 rows
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(shipped))
     notes = [
         ("volcanoes", "Magma rises through cracks in the crust and erupts as lava, ash and gas."),
