@@ -80,6 +80,34 @@ def test_val_figures_come_apart_for_shipped_and_synthesized_prompts():
     assert distill_grid.origin_figures(record, ["coding-001"]) == {}  # ids that do not line up: no breakdown
 
 
+def test_two_runs_compare_on_their_shared_test_prompts_only_and_paired():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import compare_runs
+
+    def record(kl, onpolicy, loops, lengths, mc):
+        answers = [{"degenerate": d, "tokens": n} for d, n in zip(loops, lengths, strict=True)]
+        return {"rows": {"kl": kl, "tokens": [1] * len(kl)}, "onpolicy_rows": {"kl": onpolicy, "tokens": [1] * len(kl)},
+                "answers": answers, "items": {"potstill_mc": {"acc": mc}}}
+
+    teacher = {"answers": [{"degenerate": False, "tokens": 10}] * 3}
+    # A's test: s1, s2, x; B's test: y, s2, s1. Only s1 and s2 are shared; x and y must not count.
+    a = {"teacher": teacher, "merged": record([2.0, 4.0, 100.0], [2.0, 2.0, 100.0], [True, False, True],
+                                              [10, 10, 99], [0.0, 0.0, 1.0, 1.0])}
+    b = {"teacher": teacher, "merged": record([100.0, 1.0, 3.0], [100.0, 1.0, 1.0], [True, False, False],
+                                              [99, 5, 5], [1.0, 1.0, 1.0, 1.0])}
+    result = compare_runs.compare(a, b, ["s1", "s2", "x"], ["y", "s2", "s1"])
+    assert result["shared_prompts"] == 2
+    assert result["a"]["kl"] == pytest.approx(3.0) and result["b"]["kl"] == pytest.approx(2.0)
+    assert result["a"]["degenerate"] == 0.5 and result["b"]["degenerate"] == 0.0
+    assert result["b"]["length_vs_teacher"] == pytest.approx(0.5)
+    assert result["onpolicy_kl_b_over_a"] == pytest.approx(0.5)
+    low, high = result["onpolicy_kl_b_over_a_ci95"]
+    assert low == pytest.approx(0.5) and high == pytest.approx(0.5)   # every prompt halves: no spread
+    assert result["potstill_mc"]["gain"] == pytest.approx(0.5) and result["potstill_mc"]["n"] == 4
+    with pytest.raises(ValueError, match="share no test prompt"):
+        compare_runs.compare(a, b, ["s1", "s2", "x"], ["p", "q", "r"])
+
+
 def test_the_scale_bench_runs_ours_and_trls_trainers_on_the_same_tokens(tmp_path):
     """bench/gpu_scale.py at its micro shape: the teacher scores, then ours (stored top-k), TRL's SFT and GKD
     (teacher online) each train the same rows; each reports what it processed and its peak memory."""
