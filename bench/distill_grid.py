@@ -271,6 +271,9 @@ def run(grid: Annotated[str, typer.Option(help=f"one of {sorted(GRIDS)}")] = "ca
         out: Annotated[Path, typer.Option()] = RESULTS / "distill_grid_val.jsonl",
         also: Annotated[list[Path] | None, typer.Option(
             help="a student trained elsewhere (e.g. the pipeline's models/merged), measured too; repeatable")] = None,
+        before_answers: Annotated[bool, typer.Option(
+            help="also answer the val prompts with each untrained student (its loops run to the token cap: "
+                 "~15 min on 137 prompts); without, its teacher-forced figures only")] = True,
         ) -> None:
     """Train and measure every configuration of the grid not yet in `out` (untrained students go to out_before)."""
     from potstill.io import folder_digest
@@ -292,7 +295,8 @@ def run(grid: Annotated[str, typer.Option(help=f"one of {sorted(GRIDS)}")] = "ca
             continue
         student = student_dir(config["layers"], (teacher, tokenizer))
         if config["layers"] not in done_keys(before_path):
-            before = quality(load_checked(student), tokenizer, references)
+            before = (quality(load_checked(student), tokenizer, references) if before_answers
+                      else token_metrics(load_checked(student), (references[1], references[3])))
             append_row(before_path, {"key": config["layers"], **before})
         before = next(row for _, row in read_jsonl(before_path) if row["key"] == config["layers"])
         print(f"{key}: training {config}", flush=True)
