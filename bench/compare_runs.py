@@ -10,7 +10,9 @@ a run's `dvc repro` has not evaluated its current models) and reports, on the sh
 - per run: KL(teacher || student) on the teacher's text, on-policy KL on the student's own greedy
   answers, degenerate share, answer length over the teacher's, each with a 95% bootstrap interval;
 - B against A, paired: the on-policy KL ratio (paired bootstrap over the shared prompts), and
-  `potstill_mc` accuracy (same items in both runs; gain with a 95% interval).
+  `potstill_mc` accuracy (same items in both runs; gain with a 95% interval);
+- with `--answers N`, the greedy answers of the teacher and both students to N shared prompts, as
+  evaluate recorded them (stopped at end-of-turn, capped at `evaluate.max_answer_tokens`).
 
     .venv/bin/python bench/compare_runs.py . /path/to/large --state-b /path/to/large-state
 """
@@ -130,6 +132,10 @@ def compare(a: dict, b: dict, ids_a: list[str], ids_b: list[str]) -> dict:
     ratio, ci = paired_ratio_interval(([on_a["kl"][i] for i in pick_a], [on_a["tokens"][i] for i in pick_a]),
                                       ([on_b["kl"][i] for i in pick_b], [on_b["tokens"][i] for i in pick_b]))
     out["onpolicy_kl_b_over_a"], out["onpolicy_kl_b_over_a_ci95"] = ratio, ci
+    teacher_a, merged_a, merged_b = a["teacher"]["answers"], a["merged"]["answers"], b["merged"]["answers"]
+    out["answers"] = [{"id": i, "prompt": teacher_a[ia]["prompt"], "teacher": teacher_a[ia]["answer"],
+                       "a": merged_a[ia]["answer"], "b": merged_b[ib]["answer"]}
+                      for i, ia, ib in zip(shared, pick_a, pick_b, strict=True)]
     mc_a, mc_b = a["merged"]["items"]["potstill_mc"]["acc"], b["merged"]["items"]["potstill_mc"]["acc"]
     gain = paired_gain(mc_b, mc_a)
     out["potstill_mc"] = {"a": sum(mc_a) / len(mc_a), "b": sum(mc_b) / len(mc_b), **gain}
@@ -141,7 +147,9 @@ def main(a: Annotated[Path, typer.Argument(help="project A (e.g. the default run
          b: Annotated[Path, typer.Argument(help="project B (e.g. a large-profile run)")],
          state_a: Annotated[Path | None, typer.Option(help="A's POTSTILL_STATE_DIR, if it has its own")] = None,
          state_b: Annotated[Path | None, typer.Option(help="B's POTSTILL_STATE_DIR, if it has its own")] = None,
-         out: Annotated[Path | None, typer.Option(help="also write the figures here as JSON")] = None) -> None:
+         out: Annotated[Path | None, typer.Option(help="also write the figures here as JSON")] = None,
+         answers: Annotated[int, typer.Option(help="print this many shared prompts' greedy answers side by side")] = 0,
+         ) -> None:
     """Print both runs' students on their shared test prompts, and B against A, paired."""
     result = compare(cached_records(a, state_a), cached_records(b, state_b), test_ids(a), test_ids(b))
     if out is not None:
@@ -160,6 +168,11 @@ def main(a: Annotated[Path, typer.Argument(help="project A (e.g. the default run
     mc = result["potstill_mc"]
     print(f"potstill_mc: A {mc['a']:.3f}, B {mc['b']:.3f}; B - A {mc['gain']:+.3f} "
           f"[{mc['ci_low']:+.3f}, {mc['ci_high']:+.3f}] over {mc['n']} paired items")
+    if answers:
+        print("\n| prompt | teacher | A | B |\n|---|---|---|---|")
+        for row in result["answers"][:answers]:
+            print("| " + " | ".join(" ".join(row[k].split()).replace("|", "\\|")
+                                    for k in ("prompt", "teacher", "a", "b")) + " |")
 
 
 if __name__ == "__main__":

@@ -85,11 +85,12 @@ def test_two_runs_compare_on_their_shared_test_prompts_only_and_paired():
     import compare_runs
 
     def record(kl, onpolicy, loops, lengths, mc):
-        answers = [{"degenerate": d, "tokens": n} for d, n in zip(loops, lengths, strict=True)]
+        answers = [{"degenerate": d, "tokens": n, "prompt": f"q{i}", "answer": f"answer {kl[i]}"}
+                   for i, (d, n) in enumerate(zip(loops, lengths, strict=True))]
         return {"rows": {"kl": kl, "tokens": [1] * len(kl)}, "onpolicy_rows": {"kl": onpolicy, "tokens": [1] * len(kl)},
                 "answers": answers, "items": {"potstill_mc": {"acc": mc}}}
 
-    teacher = {"answers": [{"degenerate": False, "tokens": 10}] * 3}
+    teacher = {"answers": [{"degenerate": False, "tokens": 10, "prompt": f"q{i}", "answer": "t"} for i in range(3)]}
     # A's test: s1, s2, x; B's test: y, s2, s1. Only s1 and s2 are shared; x and y must not count.
     a = {"teacher": teacher, "merged": record([2.0, 4.0, 100.0], [2.0, 2.0, 100.0], [True, False, True],
                                               [10, 10, 99], [0.0, 0.0, 1.0, 1.0])}
@@ -104,6 +105,8 @@ def test_two_runs_compare_on_their_shared_test_prompts_only_and_paired():
     low, high = result["onpolicy_kl_b_over_a_ci95"]
     assert low == pytest.approx(0.5) and high == pytest.approx(0.5)   # every prompt halves: no spread
     assert result["potstill_mc"]["gain"] == pytest.approx(0.5) and result["potstill_mc"]["n"] == 4
+    # Side by side, each run's answer to the same prompt: s1 is A's first row and B's last.
+    assert result["answers"][0] == {"id": "s1", "prompt": "q0", "teacher": "t", "a": "answer 2.0", "b": "answer 3.0"}
     with pytest.raises(ValueError, match="share no test prompt"):
         compare_runs.compare(a, b, ["s1", "s2", "x"], ["p", "q", "r"])
 
