@@ -137,6 +137,10 @@ ONPOLICY_GRIDS = {
     # on-policy-only steps processed ~69k tokens in the first campaign (27k trained, 14k sampled, 28k
     # scored) against ~28k for 40 KD steps, so the KD control gets the steps that process as many.
     "onpolicy-equal-tokens": [{"lmbda": 1.0}, {"lmbda": 0.0, "onpolicy_steps": 100}],
+    # On-policy only, without the off-policy warm start: from the pruned, untrained student, at the
+    # off-policy default's learning rate, for about the tokens its 150 KD steps processed (~102k
+    # student tokens; one on-policy step processed ~1.7k: trained, sampled, scored).
+    "onpolicy-from-pruned": [{"start": "models/student-base", "lmbda": 1.0, "onpolicy_steps": 60, "lr": 4e-4}],
 }
 
 

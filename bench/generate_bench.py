@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/generate_bench.py           # llama.cpp (12 prompts) + transformers serve (32 prompts)
     .venv/bin/python bench/generate_bench.py --fake    # and a fake fast server (the client's own overhead)
+    .venv/bin/python bench/generate_bench.py --servers 1 2 --prompts 40   # generate with 1 vs 2 llama.cpp servers
 
 The transformers side serves models/teacher (the teacher as a safetensors checkpoint, made by
 `dvc repro prepare`) with `transformers serve --continuous-batching` on the CPU.
@@ -22,6 +23,7 @@ one run only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -39,6 +41,7 @@ from potstill.params import load_params
 from potstill.teacher.cache import ResponseCache
 from potstill.teacher.client import Sampling, make_client
 from potstill.teacher.dispatch import build_dispatcher
+from potstill.teacher.endpoints import start_endpoints
 from potstill.teacher.generate import generate
 from potstill.teacher.ledger import Ledger
 from potstill.teacher.prompts import build_messages, load_prompts
@@ -106,6 +109,39 @@ def compare(name: str, url: str, rows: list[dict], sampling: Sampling, concurren
         print(f"  {label:<10}{tokens:>8}{wall:>9.2f}{rate:>9.1f}{rate / rates['naive']:>9.2f}{versus_bare}")
 
 
+def servers(teacher, rows: list[dict], sampling: Sampling, system, counts: list[int]) -> None:
+    """Print generate's tokens/s with 1, 2... embedded llama.cpp servers side by side, same prompts.
+
+    The generate stage's own path (start_endpoints, the dispatcher, an empty cache) at concurrency =
+    servers; answers must come out identical (the seed is per request, each server has one thread),
+    or the teacher cache would depend on the server count.
+    """
+    print(f"\ngenerate.teacher_servers: {len(rows)} prompts, max_tokens {sampling.max_tokens}, "
+          f"logprobs {sampling.logprobs}, load average {os.getloadavg()[0]:.1f}")
+    print(f"  {'servers':<10}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'x 1':>8}  answers")
+    first: tuple[float, list[str]] | None = None
+    for count in counts:
+        with contextlib.ExitStack() as stack:
+            urls, labels, _ = start_endpoints(teacher, stack, servers=count)
+            limited = teacher.model_copy(update={"max_concurrency_per_endpoint": 1, "api_key_env": None})
+            dispatcher = build_dispatcher(urls, limited, sampling, Ledger(), labels)
+            for url in urls:   # warm-up: load, first-prompt cost
+                create(make_client(url, None, 120), build_messages(rows[0], system), sampling)
+            with tempfile.TemporaryDirectory() as cache_dir:
+                started = time.monotonic()
+                results, stats = generate(rows, dispatcher, sampling, ResponseCache(Path(cache_dir)),
+                                          concurrency=count, progress=False, default_system=system,
+                                          ledger=dispatcher.ledger, cancel=dispatcher.cancel)
+                wall = time.monotonic() - started
+        answers = [item["record"]["content"] for item in results]
+        tokens = stats["ledger"]["completion_tokens"]
+        rate = tokens / wall
+        first = first or (rate, answers)
+        same = sum(a == b for a, b in zip(answers, first[1], strict=True))
+        print(f"  {count:<10}{tokens:>8}{wall:>9.1f}{rate:>9.1f}{rate / first[0]:>8.2f}  {same}/{len(rows)} as with 1",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -119,6 +155,9 @@ def main() -> None:
     parser.add_argument("--serve-model", default="models/teacher", help="checkpoint for transformers serve")
     parser.add_argument("--serve-prompts", type=int, default=32)
     parser.add_argument("--serve-concurrency", type=int, default=32)
+    parser.add_argument("--servers", type=int, nargs="*", default=None,
+                        help="only compare generate with these numbers of llama.cpp servers (e.g. 1 2), "
+                             "at the run's own max_tokens and logprobs")
     args = parser.parse_args()
 
     params = load_params(args.params, "teacher", "generate")
@@ -126,6 +165,10 @@ def main() -> None:
     sampling = Sampling(model=teacher.model, temperature=teacher.temperature, top_p=teacher.top_p,
                         max_tokens=args.max_tokens, logprobs=0, seed=gen.seed)
     rows = load_prompts("data/prompts.jsonl", limit=args.prompts)
+    if args.servers:
+        real = replace(sampling, max_tokens=teacher.max_tokens, logprobs=teacher.logprobs)
+        servers(teacher, rows, real, gen.system_prompt, args.servers)
+        return
     if not args.no_serve:
         model_dir = Path(args.serve_model)
         if not (model_dir / "config.json").exists():

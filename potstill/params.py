@@ -120,6 +120,7 @@ class GenerateParams(_Section):
     n_examples: int = Field(ge=0)
     system_prompt: str | None
     concurrency: int = Field(ge=1, le=256)
+    teacher_servers: int = Field(ge=1, le=16)
     seed: int
     on_bad_prompt: Literal["error", "skip"]
     reasoning: bool

@@ -77,7 +77,7 @@ def run_generate(params_path: Path, prompts_path: Path, out_dir: Path, progress:
     with contextlib.ExitStack() as stack:
         # Two runs on one cache would each ask for what the other is asking: the second one stops.
         stack.enter_context(exclusive_lock(state_dir() / "generate.lock", "generate"))
-        urls, labels, endpoint = start_endpoints(teacher, stack)
+        urls, labels, endpoint = start_endpoints(teacher, stack, servers=gen.teacher_servers)
         sampling = dataclasses.replace(sampling, weights=served_weights(endpoint))
         if endpoint["kind"] == TRANSFORMERS_SERVE and sampling.logprobs:
             log(f"note: {TRANSFORMERS_SERVE} returns no log-probs: answers only (teacher.logprobs ignored)")

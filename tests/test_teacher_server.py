@@ -135,3 +135,40 @@ def test_generate_serves_a_checkpoint_teacher_with_transformers_serve_under_its_
     assert stats["requested"] == 3 and stats["ledger"]["completion_tokens"] == stats["completion_tokens"] > 0
     # the server went with the stage: no `transformers serve` process is left behind
     assert subprocess.run(["pgrep", "-f", "transformers serve"], capture_output=True).returncode == 1
+
+
+def test_generate_spreads_over_two_embedded_servers_with_the_answers_one_gives(tmp_path, monkeypatch):
+    """generate.teacher_servers 2: two llama.cpp processes answer side by side; each gets requests,
+    the answers are the ones a single server gives (seeded per request), and the teacher cache is
+    shared across server counts, so changing the count asks the teacher nothing again."""
+    import json
+
+    import yaml
+
+    from potstill.io import read_jsonl
+    from stages.generate import run_generate
+    from tests.conftest import ROOT
+
+    prompts = [{"id": f"p-{i}", "prompt": f"Name {i + 2} animals that live in the sea.", "domain": "general"}
+               for i in range(4)]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(row) + "\n" for row in prompts))
+
+    def run(servers: int, state: str) -> tuple[dict, list[dict]]:
+        monkeypatch.setenv("POTSTILL_STATE_DIR", str(tmp_path / state))
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params["teacher"].update(base_url=None, max_tokens=12, temperature=0.7)
+        params["generate"].update(n_examples=0, synthesize=0, concurrency=servers, teacher_servers=servers)
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        out = tmp_path / f"out-{servers}-{state}"
+        stats = run_generate(tmp_path / "params.yaml", tmp_path / "prompts.jsonl", out, progress=False)
+        return stats, [row for _, row in read_jsonl(out / "responses.jsonl")]
+
+    two, answers_two = run(2, "state-a")
+    assert two["requested"] == 4
+    served = two["ledger"]["endpoints"]
+    assert set(served) == {"embedded-1", "embedded-2"} and all(e["requests"] >= 1 for e in served.values()), served
+    one, answers_one = run(1, "state-b")
+    assert set(one["ledger"]["endpoints"]) == {"embedded"}
+    assert [r["messages"][-1] for r in answers_two] == [r["messages"][-1] for r in answers_one]
+    again, answers_again = run(1, "state-a")
+    assert again["requested"] == 0 and answers_again == answers_two
