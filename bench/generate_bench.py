@@ -80,16 +80,23 @@ def bare(url: str, all_messages: list[list[dict]], sampling: Sampling, concurren
 
 def machinery(url: str, rows: list[dict], sampling: Sampling, concurrency: int, teacher, system) -> tuple[int, float]:
     """Return (completion tokens, wall seconds) of potstill's generate with an empty cache."""
-    teacher = teacher.model_copy(update={"max_concurrency_per_endpoint": concurrency, "api_key_env": None})
-    dispatcher = build_dispatcher([url], teacher, sampling, Ledger())
+    tokens, wall, _ = generate_run([url], None, rows, sampling, concurrency, concurrency, teacher, system)
+    return tokens, wall
+
+
+def generate_run(urls: list[str], labels: list[str] | None, rows: list[dict], sampling: Sampling, concurrency: int,
+                 per_endpoint: int, teacher, system) -> tuple[int, float, list[str]]:
+    """Return (completion tokens, wall seconds, answers) of potstill's generate over `urls`, empty cache."""
+    teacher = teacher.model_copy(update={"max_concurrency_per_endpoint": per_endpoint, "api_key_env": None})
+    dispatcher = build_dispatcher(urls, teacher, sampling, Ledger(), labels)
     with tempfile.TemporaryDirectory() as cache_dir:
         started = time.monotonic()
-        _, stats = generate(rows, dispatcher, sampling, ResponseCache(Path(cache_dir)), concurrency=concurrency,
-                            progress=False, default_system=system, ledger=dispatcher.ledger,
-                            cancel=dispatcher.cancel)
+        results, stats = generate(rows, dispatcher, sampling, ResponseCache(Path(cache_dir)), concurrency=concurrency,
+                                  progress=False, default_system=system, ledger=dispatcher.ledger,
+                                  cancel=dispatcher.cancel)
         wall = time.monotonic() - started
     assert stats["requested"] == len(rows), stats
-    return stats["ledger"]["completion_tokens"], wall
+    return stats["ledger"]["completion_tokens"], wall, [item["record"]["content"] for item in results]
 
 
 def compare(name: str, url: str, rows: list[dict], sampling: Sampling, concurrency: int, teacher, system) -> None:
@@ -123,18 +130,9 @@ def servers(teacher, rows: list[dict], sampling: Sampling, system, counts: list[
     for count in counts:
         with contextlib.ExitStack() as stack:
             urls, labels, _ = start_endpoints(teacher, stack, servers=count)
-            limited = teacher.model_copy(update={"max_concurrency_per_endpoint": 1, "api_key_env": None})
-            dispatcher = build_dispatcher(urls, limited, sampling, Ledger(), labels)
             for url in urls:   # warm-up: load, first-prompt cost
                 create(make_client(url, None, 120), build_messages(rows[0], system), sampling)
-            with tempfile.TemporaryDirectory() as cache_dir:
-                started = time.monotonic()
-                results, stats = generate(rows, dispatcher, sampling, ResponseCache(Path(cache_dir)),
-                                          concurrency=count, progress=False, default_system=system,
-                                          ledger=dispatcher.ledger, cancel=dispatcher.cancel)
-                wall = time.monotonic() - started
-        answers = [item["record"]["content"] for item in results]
-        tokens = stats["ledger"]["completion_tokens"]
+            tokens, wall, answers = generate_run(urls, labels, rows, sampling, count, 1, teacher, system)
         rate = tokens / wall
         first = first or (rate, answers)
         same = sum(a == b for a, b in zip(answers, first[1], strict=True))
