@@ -141,6 +141,10 @@ ONPOLICY_GRIDS = {
     # off-policy default's learning rate, for about the tokens its 150 KD steps processed (~102k
     # student tokens; one on-policy step processed ~1.7k: trained, sampled, scored).
     "onpolicy-from-pruned": [{"start": "models/student-base", "lmbda": 1.0, "onpolicy_steps": 60, "lr": 4e-4}],
+    # On-policy only from the warm start, pushed further than the first arm (40 steps, lr 2e-5, JSD):
+    # a larger step, twice the steps, and the mode-seeking divergence (GKD's best on-policy setting).
+    "onpolicy-push": [{"lmbda": 1.0, "lr": 5e-5}, {"lmbda": 1.0, "onpolicy_steps": 80},
+                      {"lmbda": 1.0, "loss": "reverse_kl"}],
 }
 
 

@@ -32,7 +32,7 @@ from potstill.io import state_dir, write_json, write_jsonl
 from potstill.params import load_params
 from potstill.teacher.cache import ResponseCache
 from potstill.teacher.client import Sampling
-from potstill.teacher.dispatch import build_dispatcher
+from potstill.teacher.dispatch import build_dispatcher, concurrency_note
 from potstill.teacher.endpoints import TRANSFORMERS_SERVE, served_weights, start_endpoints
 from potstill.teacher.generate import generate, training_rows
 from potstill.teacher.ledger import Ledger, Price
@@ -83,11 +83,9 @@ def run_generate(params_path: Path, prompts_path: Path, out_dir: Path, progress:
             log(f"note: {TRANSFORMERS_SERVE} returns no log-probs: answers only (teacher.logprobs ignored)")
             sampling = dataclasses.replace(sampling, logprobs=0)
         dispatcher = build_dispatcher(urls, teacher, sampling, ledger, labels, log=log)
-        slots = len(urls) * teacher.max_concurrency_per_endpoint
-        if gen.concurrency > slots:
-            log(f"note: generate.concurrency {gen.concurrency} > {len(urls)} endpoint(s) x "
-                f"teacher.max_concurrency_per_endpoint {teacher.max_concurrency_per_endpoint}: "
-                f"at most {slots} in flight")
+        note = concurrency_note(gen.concurrency, len(urls), teacher.max_concurrency_per_endpoint)
+        if note:
+            log(note)
         try:
             if gen.synthesize:
                 # Prompts, not token distributions: no logprobs (llama.cpp is ~4.5x slower with them).

@@ -17,7 +17,7 @@ from potstill.errors import BudgetExceeded, TeacherError
 from potstill.params import TeacherParams
 from potstill.teacher.cache import ResponseCache
 from potstill.teacher.client import Sampling, redact
-from potstill.teacher.dispatch import SKIP_AFTER_FAILURES, Pacer, RetryPolicy, build_dispatcher
+from potstill.teacher.dispatch import SKIP_AFTER_FAILURES, Pacer, RetryPolicy, build_dispatcher, concurrency_note
 from potstill.teacher.generate import generate
 from potstill.teacher.ledger import Ledger, Price, Progress
 from potstill.teacher.server import llama_cpp_server
@@ -181,6 +181,14 @@ def test_an_endpoint_that_keeps_failing_is_skipped_while_another_answers(tmp_pat
     assert sorted(good.answered.values()) == [1] * 30
     assert bad.requests <= SKIP_AFTER_FAILURES + 1  # sat out after 3 failures in a row
     assert stats["ledger"]["errors"]["5xx"] == bad.requests
+
+
+def test_concurrency_that_leaves_slots_idle_or_waiting_is_named():
+    # Two embedded servers at concurrency 1 answer at one server's speed: the stage says so.
+    idle = concurrency_note(1, 2, 1)
+    assert idle and "1 slot(s) sit idle" in idle and "set generate.concurrency: 2" in idle
+    assert "at most 2 in flight" in concurrency_note(8, 2, 1)
+    assert concurrency_note(64, 2, 32) is None
 
 
 def test_rate_limit_spaces_requests(tmp_path):

@@ -224,6 +224,22 @@ class Dispatcher:
                 "teacher.timeout_s, teacher.max_retries or teacher.backoff_max_s, or lower generate.concurrency")
 
 
+def concurrency_note(concurrency: int, endpoints: int, per_endpoint: int) -> str | None:
+    """Return a note when `concurrency` (requests in flight over all endpoints) does not match the slots.
+
+    Above the slots the extra requests wait; below them, endpoints sit idle (two embedded servers at
+    concurrency 1 answer at one server's speed). None when they match.
+    """
+    slots = endpoints * per_endpoint
+    where = f"{endpoints} endpoint(s) x teacher.max_concurrency_per_endpoint {per_endpoint} = {slots} slots"
+    if concurrency > slots:
+        return f"note: generate.concurrency {concurrency} > {where}: at most {slots} in flight"
+    if concurrency < slots:
+        return (f"note: generate.concurrency {concurrency} < {where}: {slots - concurrency} slot(s) sit idle; "
+                f"set generate.concurrency: {slots} to use them")
+    return None
+
+
 def endpoint_label(url: str) -> str:
     """Return a URL fit for logs and metrics: scheme, host, port and path, no credentials or query."""
     parts = urllib.parse.urlsplit(url)
