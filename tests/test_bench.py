@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import typer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,3 +128,52 @@ def test_the_scale_bench_runs_ours_and_trls_trainers_on_the_same_tokens(tmp_path
     assert 0 < runs["ours-lora"]["labelled"] < runs["ours-lora"]["tokens"]  # ours learns on the answer only
     assert runs["ours-lora"]["trainable"] < runs["trl-sft-full"]["trainable"]  # LoRA vs every weight
     assert all(run["tokens_per_s"] > 0 and run["peak_gib"] > 0 for run in runs.values())
+
+
+def test_the_test_split_meets_only_the_arm_chosen_on_val_and_only_once(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import report_chosen
+
+    start = {"key": "start-x", "arm": "start", "onpolicy_kl": 0.1, "length_vs_teacher": 1.0}
+    control = {"key": "kd", "onpolicy_steps": 100, "lmbda": 0.0, "onpolicy_kl": 0.2, "length_vs_teacher": 1.0}
+    short = {"key": "short", "onpolicy_steps": 40, "lmbda": 1.0, "onpolicy_kl": 0.3, "length_vs_teacher": 0.69}
+    arm = {"key": "arm", "onpolicy_steps": 40, "lmbda": 1.0, "onpolicy_kl": 0.9, "length_vs_teacher": 0.7}
+    worse = {"key": "worse", "onpolicy_steps": 80, "lmbda": 0.5, "onpolicy_kl": 1.0, "length_vs_teacher": 1.2}
+    # Not the start, not the KD control, not answers shorter than 70% of the teacher's: the lowest of the rest.
+    assert report_chosen.choose([start, control, short, arm, worse])["key"] == "arm"
+    assert report_chosen.choose([start, control, short]) is None
+
+    def split(name, ids):
+        (tmp_path / name).write_text("".join(json.dumps({"id": i, "messages": []}) + "\n" for i in ids))
+        return tmp_path / name
+
+    ours, theirs = split("ours.jsonl", ["a", "b", "c"]), split("theirs.jsonl", ["c", "x", "a"])
+    assert [row["id"] for row in report_chosen.shared_rows(ours, theirs)] == ["a", "c"]   # ours, in our order
+    with pytest.raises(SystemExit, match="share no id"):
+        report_chosen.shared_rows(ours, split("other.jsonl", ["y"]))
+    (tmp_path / "result.json").write_text("{}")
+    with pytest.raises(SystemExit, match="reported once"):
+        report_chosen.main(path=ours, reference=tmp_path, shared_with=theirs, out=tmp_path / "result.json")
+
+
+def test_the_chosen_arm_is_measured_paired_on_the_shared_prompts(tokenizer, tiny_model_dir):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import report_chosen
+
+    from potstill.models import load_checked
+
+    teacher = load_checked(tiny_model_dir)
+    rows = [{"id": f"t{i}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for i, (q, a) in enumerate([("Hi?", "Hello."), ("Two plus two?", "Four.")])]
+    references = report_chosen.teacher_references(teacher, tokenizer, rows)
+    same = report_chosen.measure(teacher, tokenizer, references)
+    # The teacher against itself: no divergence on its text or its own answers, its own length.
+    assert abs(same["kl"]) < 1e-5 and abs(same["onpolicy_kl"]) < 1e-5 and same["length_vs_teacher"] == 1.0
+    other = load_checked(tiny_model_dir)
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    moved = report_chosen.measure(other, tokenizer, references)
+    assert moved["kl"] > 1e-3 and len(moved["onpolicy_rows"]["kl"]) == 2
+    ratio = report_chosen.paired(moved, moved)
+    assert ratio["ratio"] == pytest.approx(1.0) and ratio["ci95"] == pytest.approx([1.0, 1.0])
