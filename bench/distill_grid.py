@@ -334,26 +334,15 @@ def quality(model, tokenizer, references) -> dict:
 
     The answers are greedy, stop at end-of-turn (as a user's would) and are cut at MAX_NEW_TOKENS.
     """
-    from potstill.evaluation.metrics import (
-        answer_figures,
-        answer_prompts,
-        hf_generate_fn,
-        intervals,
-        onpolicy_kl,
-    )
+    from potstill.evaluation.metrics import answer_record, intervals
 
-    prompts, scored, teacher_logits, teacher_lp, teacher_answers = references
-    record = distill_metrics(hf_logits_fn(model), scored, teacher_lp)
-    answers = answer_prompts(hf_generate_fn(model, tokenizer), tokenizer, prompts, MAX_NEW_TOKENS)
-    record.update(onpolicy_kl(hf_logits_fn(model), teacher_logits, prompts, answers), answers=answers,
-                  **answer_figures(answers))
-    teacher_tokens = answer_figures(teacher_answers)["answer_tokens"]
+    record = answer_record(model, tokenizer, references, MAX_NEW_TOKENS)
     ids = [row["id"] for _, row in read_jsonl(SELECTION_SPLIT)]
     return {"by_origin": origin_figures(record, ids),
             "kl": record["kl_vs_teacher"], "nll": record["heldout_nll"], "top1": record["top1_vs_teacher"],
             "onpolicy_kl": record["onpolicy_kl"], "degenerate": record["degenerate_share"],
-            "answer_tokens": record["answer_tokens"], "length_vs_teacher": record["answer_tokens"] / teacher_tokens,
-            "ci95": intervals(record), "samples": [a["answer"] for a in answers[:4]]}
+            "answer_tokens": record["answer_tokens"], "length_vs_teacher": record["length_vs_teacher"],
+            "ci95": intervals(record), "samples": [a["answer"] for a in record["answers"][:4]]}
 
 
 def origin_figures(record: dict, ids: list[str]) -> dict:

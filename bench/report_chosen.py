@@ -85,28 +85,15 @@ def teacher_references(teacher, tokenizer, rows: list[dict]) -> tuple:
 
 def measure(model, tokenizer, references) -> dict:
     """Return per-prompt KL, on-policy KL and answers of one model on the shared test prompts."""
-    from potstill.evaluation.metrics import (
-        answer_figures,
-        answer_prompts,
-        distill_metrics,
-        hf_generate_fn,
-        hf_logits_fn,
-        intervals,
-        onpolicy_kl,
-    )
+    from potstill.evaluation.metrics import answer_record, intervals
 
-    prompts, scored, teacher_logits, teacher_lp, teacher_answers = references
-    record = distill_metrics(hf_logits_fn(model), scored, teacher_lp)
-    answers = answer_prompts(hf_generate_fn(model, tokenizer), tokenizer, prompts, MAX_NEW_TOKENS)
-    record.update(onpolicy_kl(hf_logits_fn(model), teacher_logits, prompts, answers), answers=answers,
-                  **answer_figures(answers))
-    if len(record["onpolicy_rows"]["kl"]) != len(prompts):
+    record = answer_record(model, tokenizer, references, MAX_NEW_TOKENS)
+    if len(record["onpolicy_rows"]["kl"]) != len(references[0]):
         raise SystemExit("an empty greedy answer: the on-policy rows no longer pair with the prompts")
-    teacher_tokens = answer_figures(teacher_answers)["answer_tokens"]
     return {"kl": record["kl_vs_teacher"], "onpolicy_kl": record["onpolicy_kl"],
-            "degenerate": record["degenerate_share"], "length_vs_teacher": record["answer_tokens"] / teacher_tokens,
+            "degenerate": record["degenerate_share"], "length_vs_teacher": record["length_vs_teacher"],
             "ci95": intervals(record), "rows": record["rows"], "onpolicy_rows": record["onpolicy_rows"],
-            "answers": [a["answer"] for a in answers]}
+            "answers": [a["answer"] for a in record["answers"]]}
 
 
 def paired(a: dict, b: dict) -> dict:

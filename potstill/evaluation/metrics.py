@@ -275,3 +275,21 @@ def time_generation(generate_fn: GenerateFn, prompts: list[tuple[str, list[int]]
         seconds += time.perf_counter() - start
     return {"ms_per_token": 1000 * seconds / max(tokens, 1), "tokens_per_s": tokens / seconds if seconds else math.nan,
             "timed_tokens": tokens}
+
+
+def answer_record(model, tokenizer, references: tuple, max_new_tokens: int) -> dict:
+    """Return one HF model's figures against the teacher on held-out prompts, per prompt and in total.
+
+    `references` = (prompts, scored rows, teacher logits_fn, teacher log-probs, teacher answers), as
+    the bench scripts build them once. The record holds distill_metrics on the teacher's text, the
+    model's greedy answers (stopped at end-of-turn, cut at max_new_tokens), the on-policy KL on them,
+    answer_figures, and length_vs_teacher (mean answer tokens over the teacher's).
+    """
+    prompts, scored, teacher_logits, teacher_lp, teacher_answers = references
+    record = distill_metrics(hf_logits_fn(model), scored, teacher_lp)
+    answers = answer_prompts(hf_generate_fn(model, tokenizer), tokenizer, prompts, max_new_tokens)
+    record.update(onpolicy_kl(hf_logits_fn(model), teacher_logits, prompts, answers), answers=answers,
+                  **answer_figures(answers))
+    record["length_vs_teacher"] = record["answer_tokens"] / answer_figures(teacher_answers)["answer_tokens"]
+    return record
+
