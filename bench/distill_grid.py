@@ -145,6 +145,8 @@ ONPOLICY_GRIDS = {
     # a larger step, twice the steps, and the mode-seeking divergence (GKD's best on-policy setting).
     "onpolicy-push": [{"lmbda": 1.0, "lr": 5e-5}, {"lmbda": 1.0, "onpolicy_steps": 80},
                       {"lmbda": 1.0, "loss": "reverse_kl"}],
+    # The push's first arm alone (the one that moved the large profile's student most on val).
+    "onpolicy-lr": [{"lmbda": 1.0, "lr": 5e-5}],
 }
 
 
