@@ -344,7 +344,10 @@ def quality(model, tokenizer, references) -> dict:
             "kl": record["kl_vs_teacher"], "nll": record["heldout_nll"], "top1": record["top1_vs_teacher"],
             "onpolicy_kl": record["onpolicy_kl"], "degenerate": record["degenerate_share"],
             "answer_tokens": record["answer_tokens"], "length_vs_teacher": record["length_vs_teacher"],
-            "ci95": intervals(record), "samples": [a["answer"] for a in record["answers"][:4]]}
+            "ci95": intervals(record), "samples": [a["answer"] for a in record["answers"][:4]],
+            # per prompt, in val order: two arms' rows pair for `paired-onpolicy`
+            "prompt_rows": {"onpolicy_kl": record["onpolicy_rows"]["kl"],
+                            "onpolicy_tokens": record["onpolicy_rows"]["tokens"]}}
 
 
 def origin_figures(record: dict, ids: list[str]) -> dict:
@@ -431,6 +434,24 @@ def table_onpolicy(path: Annotated[Path, typer.Option()] = RESULTS / "onpolicy_g
         if row.get(parts[0]) is not None:   # compute counted in tokens: what the student and the teacher processed
             row["tokens_total"] = sum(row[p] for p in parts)
         print(f"| {row['arm']} | " + " | ".join(cell(row, c) for c in columns) + " |")
+
+
+@app.command("paired-onpolicy")
+def paired_onpolicy(a: Annotated[str, typer.Option(help="key of the arm compared against (e.g. the KD control)")],
+                    b: Annotated[str, typer.Option(help="key of the arm compared")],
+                    path: Annotated[Path, typer.Option()] = RESULTS / "onpolicy_grid.jsonl") -> None:
+    """Print b's val on-policy KL over a's, paired over the same val prompts, with its 95% interval."""
+    from compare_runs import paired_ratio_interval
+
+    rows = {row["key"]: row for _, row in read_jsonl(path)}
+    missing = [key for key in (a, b) if "prompt_rows" not in rows.get(key, {})]
+    if missing:
+        raise SystemExit(f"{path}: no per-prompt rows for {missing} (measured before they were kept, or no such key)")
+    pa, pb = rows[a]["prompt_rows"], rows[b]["prompt_rows"]
+    ratio, (low, high) = paired_ratio_interval((pa["onpolicy_kl"], pa["onpolicy_tokens"]),
+                                               (pb["onpolicy_kl"], pb["onpolicy_tokens"]))
+    print(f"on-policy KL, {rows[b]['arm']} / {rows[a]['arm']} (paired over {len(pa['onpolicy_kl'])} val prompts): "
+          f"{ratio:.3f} [{low:.3f}, {high:.3f}]")
 
 
 @app.command("probe-layers")

@@ -177,3 +177,19 @@ def test_the_chosen_arm_is_measured_paired_on_the_shared_prompts(tokenizer, tiny
     assert moved["kl"] > 1e-3 and len(moved["onpolicy_rows"]["kl"]) == 2
     ratio = report_chosen.paired(moved, moved)
     assert ratio["ratio"] == pytest.approx(1.0) and ratio["ci95"] == pytest.approx([1.0, 1.0])
+
+
+def test_two_onpolicy_arms_compare_paired_over_the_same_val_prompts(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import distill_grid
+
+    def arm(key, kl):
+        return {"key": key, "arm": key, "prompt_rows": {"onpolicy_kl": kl, "onpolicy_tokens": [2, 2, 2]}}
+
+    path = tmp_path / "grid.jsonl"
+    rows = [arm("kd", [2.0, 4.0, 6.0]), arm("op", [1.0, 2.0, 3.0]), {"key": "old", "arm": "old"}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    distill_grid.paired_onpolicy(a="kd", b="op", path=path)
+    assert "op / kd (paired over 3 val prompts): 0.500 [0.500, 0.500]" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no per-prompt rows for \\['old'\\]"):
+        distill_grid.paired_onpolicy(a="kd", b="old", path=path)
