@@ -454,6 +454,39 @@ def paired_onpolicy(a: Annotated[str, typer.Option(help="key of the arm compared
           f"{ratio:.3f} [{low:.3f}, {high:.3f}]")
 
 
+@app.command("add-prompt-rows")
+def add_prompt_rows(keys: Annotated[list[str], typer.Option("--key", help="arm keys to re-measure")],
+                    path: Annotated[Path, typer.Option()] = RESULTS / "onpolicy_grid.jsonl") -> None:
+    """Re-measure arms measured before per-prompt rows were kept, and add the rows to their lines.
+
+    Greedy answers are deterministic, so the re-measured on-policy KL must equal the stored one;
+    an arm whose figure differs (its model changed since) is refused, not overwritten.
+    """
+    from potstill.io import folder_digest
+
+    rows = [row for _, row in read_jsonl(path)]
+    tokenizer, teacher, _ = setup()
+    references = val_references(tokenizer, teacher)
+    for row in rows:
+        if row["key"] not in keys or "prompt_rows" in row:
+            continue
+        if row["key"].startswith("start-"):
+            model = ROOT / ONPOLICY_BASE["start"]
+            if row["key"] != f"start-{folder_digest(model)[:10]}":
+                raise SystemExit(f"{row['key']}: {model} is not the starting student it measured")
+        else:
+            model = WORK / row["key"] / "adapter"
+        again = quality(load_checked(model), tokenizer, references)
+        if abs(again["onpolicy_kl"] - row["onpolicy_kl"]) > 1e-4:
+            raise SystemExit(f"{row['key']}: on-policy KL {again['onpolicy_kl']:.4f} now, {row['onpolicy_kl']:.4f} "
+                             f"stored: not the model it measured")
+        row["prompt_rows"] = again["prompt_rows"]
+        print(f"{row['key']}: per-prompt rows added", flush=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    temporary.replace(path)
+
+
 @app.command("probe-layers")
 def probe_layers() -> None:
     """Print KL/NLL/top-1 of each untrained layer choice and of the teacher (no training)."""
