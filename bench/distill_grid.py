@@ -3,7 +3,8 @@
 Runs on the outputs of a default `dvc repro` (models/teacher, data/curated, data/generated,
 data/soft-targets). Every configuration trains through the real train stage (stages/train.py in
 a subprocess, the same code `dvc repro` runs), then is measured on the validation split (choices are
-made on val; the test split is reported once, by the evaluate stage, and never opened here):
+made on val; the test split is reported once, by the evaluate stage or, for an on-policy arm
+chosen here, by bench/report_chosen.py, and never opened here):
 
 - KL(teacher || student) at T=1 over the full vocabulary, NLL of the teacher's tokens and top-1
   agreement with the teacher, on assistant tokens only;
